@@ -1,0 +1,112 @@
+"""Time our estimators against verl's own `grpo` and `grpo_vectorized` on identical batches, in one run.
+
+Every estimator is called exactly as verl calls it (the function registered in verl's
+ADV_ESTIMATOR_REGISTRY, same tensors, verl's uuid-string uids), so each timing covers the whole
+estimator: the reduction over the [batch, tokens] rewards, grouping, the statistics, the broadcast back
+to [batch, tokens], and (for ours) reading the task labels and posting metrics. Calls are interleaved
+round-robin in a rotating order so drift in machine load and allocator state hit every estimator alike;
+the median is reported, and ratios
+(not absolute times) are the result.
+
+    python benchmarks/bench_estimators.py                      # the README's two shapes
+    python benchmarks/bench_estimators.py --shapes 64x8x256 --repeats 3   # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+os.environ.setdefault("VERL_USE_EXTERNAL_PLUGINS", "verl_difficulty")
+
+import torch  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+
+from verl_difficulty.synthetic import make_batch  # noqa: E402
+
+DEFAULT_SHAPES = "512x8x2048,2048x16x4096"
+BASELINES = ("grpo", "grpo_vectorized")
+OURS = ("g2rpo",)
+
+
+def parse_shape(text: str) -> tuple[int, int, int]:
+    prompts, group, tokens = (int(part) for part in text.lower().split("x"))
+    return prompts, group, tokens
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_shape(shape, estimators, repeats: int, device: torch.device, seed: int) -> dict[str, list[float]]:
+    from verl.trainer.ppo import core_algos
+
+    prompts, group, tokens = shape
+    batch = make_batch(prompts, group, tokens, seed=seed, device=device)
+    config = OmegaConf.create({"adv_estimator": "g2rpo"})
+    kwargs = {
+        "token_level_rewards": batch.token_level_rewards,
+        "response_mask": batch.response_mask,
+        "index": batch.uid,
+    }
+    ours_kwargs = {**kwargs, "config": config, "batch": None, "non_tensor_batch": batch.non_tensor_batch()}
+    calls = {
+        name: (core_algos.get_adv_estimator_fn(name), ours_kwargs if name in OURS else kwargs) for name in estimators
+    }
+    for fn, call_kwargs in calls.values():  # warm-up (allocator, lazy imports)
+        fn(**call_kwargs)
+    times: dict[str, list[float]] = {name: [] for name in estimators}
+    names = list(calls)
+    for repeat in range(repeats):
+        # rotate the order each round: every estimator runs in every position equally often, so allocator and
+        # cache state left by the previous call (which matter at these sizes) favour no one
+        for name in names[repeat % len(names):] + names[:repeat % len(names)]:
+            fn, call_kwargs = calls[name]
+            synchronize(device)
+            start = time.perf_counter()
+            advantages, _ = fn(**call_kwargs)
+            synchronize(device)
+            times[name].append(time.perf_counter() - start)
+            del advantages
+    return times
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shapes", default=DEFAULT_SHAPES, help="comma list of PROMPTSxGROUPxTOKENS")
+    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--estimators", default=",".join(BASELINES + OURS))
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    import verl  # noqa: F401  (loads the plugin through verl's entry point)
+
+    estimators = [name.strip() for name in args.estimators.split(",") if name.strip()]
+    device = torch.device(args.device)
+    print(f"device={device} torch={torch.__version__} threads={torch.get_num_threads()} repeats={args.repeats}")
+    header = f"{'shape (prompts x n x tokens)':<30}{'estimator':<18}{'median ms':>11}{'/ grpo_vectorized':>19}{'/ grpo':>9}"
+    print(header)
+    print("-" * len(header))
+    worst = 0.0
+    for text in args.shapes.split(","):
+        shape = parse_shape(text)
+        times = time_shape(shape, estimators, args.repeats, device, args.seed)
+        median = {name: statistics.median(values) for name, values in times.items()}
+        for name in estimators:
+            vs_vec = median[name] / median["grpo_vectorized"] if "grpo_vectorized" in median else float("nan")
+            vs_grpo = median[name] / median["grpo"] if "grpo" in median else float("nan")
+            if name in OURS:
+                worst = max(worst, vs_vec)
+            print(f"{text:<30}{name:<18}{1e3 * median[name]:>11.1f}{vs_vec:>19.3f}{vs_grpo:>9.3f}")
+        sys.stdout.flush()
+    print(f"worst ratio of ours to grpo_vectorized: {worst:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

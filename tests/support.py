@@ -1,0 +1,78 @@
+"""Slow, obviously correct reference implementations and batch builders for the tests."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from statistics import NormalDist
+
+import numpy as np
+import torch
+
+_NORMAL = NormalDist()
+
+
+def reference_ot(values: list[float]) -> list[float]:
+    """Rank-to-Gaussian map of one vector, written from the spec with plain Python."""
+    n = len(values)
+    if n <= 1:
+        return [0.0] * n
+    order = sorted(range(n), key=lambda i: values[i])
+    quantile_at_position = [_NORMAL.inv_cdf((k + 0.5) / n) for k in range(n)]
+    out = [0.0] * n
+    position = 0
+    while position < n:  # walk runs of equal values, give each the mean quantile of its positions
+        end = position
+        while end + 1 < n and values[order[end + 1]] == values[order[position]]:
+            end += 1
+        run = quantile_at_position[position:end + 1]
+        for p in range(position, end + 1):
+            # same 2**-40 grid as the implementation: exact-arithmetic ties must stay ties in stage 2
+            out[order[p]] = round(sum(run) / len(run) * 2**40) / 2**40
+        position = end + 1
+    return out
+
+
+def reference_g2rpo(rewards, uids, tasks, valid, mode="two_stage", include_degenerate_groups=False,
+                    tie_tolerance=0.0) -> list[float]:
+    """G2RPO per the spec, one dictionary and one loop at a time."""
+    n = len(rewards)
+    r = [round(x / tie_tolerance) * tie_tolerance if tie_tolerance else x for x in rewards]
+    groups = defaultdict(list)
+    for i in range(n):
+        if valid[i]:
+            groups[(tasks[i], uids[i])].append(i)
+    stage_one = {}
+    degenerate = set()
+    for members in groups.values():
+        vals = [r[i] for i in members]
+        if len(members) == 1 or len(set(vals)) == 1:
+            degenerate.update(members)
+        mapped = reference_ot(vals) if mode == "two_stage" else vals
+        stage_one.update(zip(members, mapped))
+    per_task = defaultdict(list)
+    for i in range(n):
+        if valid[i] and (include_degenerate_groups or i not in degenerate):
+            per_task[tasks[i]].append(i)
+    out = [0.0] * n
+    for members in per_task.values():
+        for i, a in zip(members, reference_ot([stage_one[i] for i in members])):
+            out[i] = a
+    return out
+
+
+def tensors_from_scores(scores, lengths, width=None):
+    """token_level_rewards / response_mask with each score on the last token of its response."""
+    scores = torch.as_tensor(scores, dtype=torch.float32)
+    lengths = torch.as_tensor(lengths)
+    width = width or max(int(lengths.max()), 1)
+    mask = (torch.arange(width)[None, :] < lengths[:, None]).float()
+    rewards = torch.zeros(len(scores), width)
+    rows = lengths > 0
+    rewards[torch.arange(len(scores))[rows], (lengths[rows] - 1)] = scores[rows]
+    return rewards, mask
+
+
+def object_array(values) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    out[:] = list(values)
+    return out

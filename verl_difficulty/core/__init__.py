@@ -1,0 +1,1 @@
+"""Pure math: no verl import, no config objects, no I/O."""

@@ -1,0 +1,150 @@
+"""The per-sample fields our estimators read from verl's batch, and how they are pulled out of it.
+
+The contract (the same on verl's v1 trainer and on the legacy trainer, see ``seam.py``): an estimator
+that declares ``batch`` and ``non_tensor_batch`` parameters finds
+
+    non_tensor_batch["uid"]             prompt-group id (verl's)
+    non_tensor_batch["data_source"]     dataset column
+    non_tensor_batch["extra_info"]      dataset column: one dict per sample
+    non_tensor_batch[<key>]             each reward extra-info key returned by the reward function
+    batch["old_log_probs"]              [B, T] log-probs of the sampled tokens under the rollout policy
+    batch["entropy"]                    [B, T] per-token entropy of the policy (from the old-log-prob pass)
+
+Errors name the field, the offending sample (its uid) and the fix.
+"""
+
+from __future__ import annotations
+
+from operator import methodcaller
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+import torch
+
+__all__ = [
+    "FIELD_DATA_SOURCE",
+    "FIELD_EXTRA_INFO",
+    "FIELD_REWARD_EXTRA_INFO",
+    "FIELD_OLD_LOG_PROBS",
+    "FIELD_ENTROPY",
+    "ALL_FIELDS",
+    "FieldError",
+    "field_for_key",
+    "read_labels",
+    "valid_rows",
+    "check_finite_rewards",
+]
+
+FIELD_DATA_SOURCE = "data_source"
+FIELD_EXTRA_INFO = "extra_info"
+FIELD_REWARD_EXTRA_INFO = "reward_extra_info"  # a group name: its keys land at the top of non_tensor_batch
+FIELD_OLD_LOG_PROBS = "old_log_probs"
+FIELD_ENTROPY = "entropy"
+ALL_FIELDS = frozenset(
+    {FIELD_DATA_SOURCE, FIELD_EXTRA_INFO, FIELD_REWARD_EXTRA_INFO, FIELD_OLD_LOG_PROBS, FIELD_ENTROPY}
+)
+
+
+class FieldError(ValueError):
+    """A per-sample field an estimator needs is missing or malformed."""
+
+
+def field_for_key(key: str) -> str:
+    """Which seam field a label key (``data_source``, ``extra_info.task``, a reward key) lives in."""
+    if key.startswith(FIELD_EXTRA_INFO + "."):
+        return FIELD_EXTRA_INFO
+    if key == FIELD_DATA_SOURCE:
+        return FIELD_DATA_SOURCE
+    return FIELD_REWARD_EXTRA_INFO
+
+
+def _uid_of(uids: Any, row: int) -> str:
+    return str(uids[row]) if uids is not None and row < len(uids) else f"#{row}"
+
+
+def read_labels(
+    non_tensor_batch: Mapping[str, Any] | None,
+    key: str,
+    uids: Any,
+    valid: np.ndarray,
+    *,
+    setting: str,
+) -> np.ndarray:
+    """One label per row from ``data_source``, ``extra_info.<field>`` or a top-level column.
+
+    ``valid`` marks rows that must have a label (padding rows may carry anything). ``setting`` names
+    the config key that chose ``key``, for the error message.
+    """
+    if non_tensor_batch is None:
+        raise FieldError(
+            f"{setting}={key!r} needs per-sample fields, but verl passed no non_tensor_batch to the estimator: "
+            "the verl-difficulty field seam is not active in this process. Check the WARNING lines logged "
+            "by verl_difficulty at start-up, or apply patches/ to verl (see README, 'How fields reach estimators')."
+        )
+    if key.startswith(FIELD_EXTRA_INFO + "."):
+        column_name, sub = FIELD_EXTRA_INFO, key[len(FIELD_EXTRA_INFO) + 1:]
+    else:
+        column_name, sub = key, None
+    if column_name not in non_tensor_batch:
+        raise FieldError(
+            f"{setting}={key!r}: the batch has no column {column_name!r} (columns: "
+            f"{', '.join(sorted(map(str, non_tensor_batch)))}). Add it to every row of your dataset's parquet "
+            f"file, or point {setting} at a field your data has (e.g. data_source, extra_info.<field>)."
+        )
+    column = np.asarray(non_tensor_batch[column_name], dtype=object)
+    if sub is None:
+        labels = column
+    else:
+        # dict.get on every row: a C-level map, no Python bytecode per sample.
+        labels = np.fromiter(map(_get_or_none(sub), column), dtype=object, count=len(column))
+    missing = pd.isna(pd.Series(labels, dtype=object)).to_numpy() & valid
+    if missing.any():
+        row = int(np.flatnonzero(missing)[0])
+        raise FieldError(
+            f"{setting}={key!r}: sample uid={_uid_of(uids, row)} (row {row}, {int(missing.sum())} rows in all) "
+            f"has no value for {key!r}"
+            + (f" (its extra_info is {column[row]!r})" if sub is not None else "")
+            + f". Give every row a {key} value in the dataset, or choose another {setting}."
+        )
+    return labels
+
+
+class _get_or_none:
+    """``d.get(field)`` for dict rows, None for anything else (None, NaN, strings...)."""
+
+    __slots__ = ("_get",)
+
+    def __init__(self, field: str):
+        self._get = methodcaller("get", field)
+
+    def __call__(self, row: Any) -> Any:
+        return self._get(row) if isinstance(row, dict) else None
+
+
+def valid_rows(response_mask: torch.Tensor) -> torch.Tensor:
+    """[B] bool: rows whose response mask is not all zero (verl's v1 padding rows are all zero).
+
+    Reads one column of the [B, T] mask and then only the rows whose first token is masked out, so the
+    full mask is not scanned a second time (the broadcast at the end already reads it once).
+    """
+    if response_mask.shape[1] == 0:
+        return torch.zeros(response_mask.shape[0], dtype=torch.bool, device=response_mask.device)
+    valid = response_mask[:, 0] != 0
+    suspects = (~valid).nonzero().squeeze(-1)
+    if suspects.numel():
+        valid[suspects] = (response_mask[suspects] != 0).any(dim=-1)
+    return valid
+
+
+def check_finite_rewards(scores: torch.Tensor, valid: torch.Tensor, uids: Any, estimator: str) -> None:
+    """Raise naming the uid(s) whose summed reward is NaN or infinite: never emit NaN advantages."""
+    bad = (~torch.isfinite(scores)) & valid
+    if bool(bad.any()):
+        rows = bad.nonzero().squeeze(-1).tolist()
+        shown = ", ".join(f"uid={_uid_of(uids, r)} (row {r}, reward {scores[r].item()})" for r in rows[:5])
+        raise FloatingPointError(
+            f"{estimator}: {len(rows)} response(s) have a non-finite reward: {shown}"
+            f"{' ...' if len(rows) > 5 else ''}. Fix the reward function (reward.custom_reward_function) so it "
+            "returns finite numbers for these samples."
+        )

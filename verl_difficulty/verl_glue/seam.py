@@ -1,0 +1,375 @@
+"""The field seam: per-sample fields reach registered estimators on stock verl 0.9.1, both trainers.
+
+verl 0.9.1 hands a registered estimator only rewards, mask, uid and config (``batch`` and
+``non_tensor_batch`` go to the estimator named "gdpo" alone), and its default v1 trainer fetches a
+fixed field list from TransferQueue, so dataset columns, reward extra info and entropy never reach the
+estimator at all. Upstream PR verl#7473 proposes forwarding ``batch`` / ``non_tensor_batch`` to every
+estimator whose signature accepts them; this module makes that convention true at run time:
+
+* ``compute_advantage`` (bound in ``verl.trainer.ppo.ray_trainer`` and ``verl.trainer.ppo.v1.utils``) is
+  wrapped. For an estimator that declares ``batch`` and ``non_tensor_batch`` parameters it first adds
+  the fields the estimator needs that the batch lacks (v1: fetched from TransferQueue), then calls it
+  with them. Every other estimator goes to verl's own function untouched.
+* ``PPOTrainer._compute_advantage`` (v1) is wrapped to tell the seam which TransferQueue keys the batch
+  rows are, and to move estimator metrics into the step's metrics.
+* ``RayPPOTrainer._compute_old_log_prob`` (legacy) is wrapped to keep the per-token entropy, which verl
+  drops before computing advantages, when the configured estimator asks for it.
+
+Each piece steps aside when verl does the job itself: forwarding is probed once on verl's own
+``compute_advantage``; fields already in the batch are never fetched again; an entropy already kept is
+left alone. patches/ holds the same three changes as diffs against verl 0.9.1 for upstream.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+
+from verl_difficulty.verl_glue import metrics as estimator_metrics
+from verl_difficulty.verl_glue.fields import (
+    ALL_FIELDS,
+    FIELD_DATA_SOURCE,
+    FIELD_ENTROPY,
+    FIELD_EXTRA_INFO,
+    FIELD_REWARD_EXTRA_INFO,
+)
+
+logger = logging.getLogger(__name__)
+
+_WRAPPED = "__verl_difficulty_wrapped__"  # attribute on our wrappers: the function they wrap
+_PROBE_NAME = "__verl_difficulty_forwarding_probe__"
+_TQ_EXTRA_FIELDS = "extra_fields"  # v1: the agent loop's per-sample dict; reward extra info lives inside
+
+
+# ----------------------------------------------------------------------------------------------
+# Which estimators take fields, and which fields they want
+# ----------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=None)
+def accepts_fields(fn: Callable) -> bool:
+    """True when ``fn`` names both ``batch`` and ``non_tensor_batch`` parameters (verl#7473 convention)."""
+    try:
+        parameters = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return "batch" in parameters and "non_tensor_batch" in parameters
+
+
+def wanted_fields(fn: Callable, config: Any) -> set[str]:
+    """The seam fields ``fn`` reads: its ``required_fields(config)``, or all of them if undeclared."""
+    declared = getattr(fn, "required_fields", None)
+    return set(declared(config)) if callable(declared) else set(ALL_FIELDS)
+
+
+def _estimator_name(adv_estimator: Any) -> str:
+    return adv_estimator.value if hasattr(adv_estimator, "value") else str(adv_estimator)
+
+
+def _registered(adv_estimator: Any) -> Callable | None:
+    from verl.trainer.ppo import core_algos
+
+    return core_algos.ADV_ESTIMATOR_REGISTRY.get(_estimator_name(adv_estimator))
+
+
+# ----------------------------------------------------------------------------------------------
+# Feature detection: does verl's own compute_advantage forward batch / non_tensor_batch?
+# ----------------------------------------------------------------------------------------------
+
+_forwarding_probe: dict[int, bool] = {}
+
+
+def verl_forwards_fields(verl_compute_advantage: Callable) -> bool:
+    """Run verl's ``compute_advantage`` once on a 2-row batch with a probe estimator that accepts the
+    fields, and report whether it received them. Cached per function."""
+    key = id(verl_compute_advantage)
+    if key not in _forwarding_probe:
+        _forwarding_probe[key] = _probe_forwarding(verl_compute_advantage)
+        logger.info("verl-difficulty: verl forwards batch/non_tensor_batch itself: %s", _forwarding_probe[key])
+    return _forwarding_probe[key]
+
+
+def _probe_forwarding(verl_compute_advantage: Callable) -> bool:
+    from verl import DataProto
+    from verl.trainer.ppo import core_algos
+
+    received: dict[str, Any] = {}
+
+    def probe(token_level_rewards, response_mask, index=None, config=None, batch=None, non_tensor_batch=None,
+              **kwargs):
+        received["non_tensor_batch"] = non_tensor_batch
+        zeros = torch.zeros_like(token_level_rewards)
+        return zeros, zeros
+
+    data = DataProto.from_dict(
+        tensors={"token_level_rewards": torch.zeros(2, 1), "response_mask": torch.ones(2, 1)},
+        non_tensors={"uid": np.array(["a", "b"], dtype=object), "data_source": np.array(["x", "y"], dtype=object)},
+    )
+    core_algos.ADV_ESTIMATOR_REGISTRY[_PROBE_NAME] = probe
+    try:
+        verl_compute_advantage(data, adv_estimator=_PROBE_NAME, config={})
+    except Exception:
+        logger.debug("verl-difficulty: forwarding probe raised; assuming verl does not forward", exc_info=True)
+        return False
+    finally:
+        core_algos.ADV_ESTIMATOR_REGISTRY.pop(_PROBE_NAME, None)
+    forwarded = received.get("non_tensor_batch")
+    return forwarded is not None and FIELD_DATA_SOURCE in forwarded
+
+
+# ----------------------------------------------------------------------------------------------
+# v1: fetch the fields verl left in TransferQueue
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TransferQueueRows:
+    """The TransferQueue keys of the batch rows being processed (v1 trainer), in row order."""
+
+    keys: list
+    partition_id: str
+
+    def fetch(self, data, wanted: Iterable[str]) -> None:
+        """Add to ``data`` (a DataProto) the wanted seam fields it lacks that TransferQueue holds."""
+        import transfer_queue as tq
+
+        if len(self.keys) != len(data):
+            raise RuntimeError(
+                f"verl-difficulty: advantage batch has {len(data)} rows but {len(self.keys)} TransferQueue keys; "
+                "cannot align per-sample fields (is a custom trainer reordering rows inside _compute_advantage?)"
+            )
+        stored = _tq_field_names(tq, self.keys, self.partition_id)
+        wanted = set(wanted)
+        to_fetch = []
+        if FIELD_DATA_SOURCE in wanted and FIELD_DATA_SOURCE not in data.non_tensor_batch:
+            to_fetch.append(FIELD_DATA_SOURCE)
+        if FIELD_EXTRA_INFO in wanted and FIELD_EXTRA_INFO not in data.non_tensor_batch:
+            to_fetch.append(FIELD_EXTRA_INFO)
+        if FIELD_REWARD_EXTRA_INFO in wanted:
+            to_fetch.append(_TQ_EXTRA_FIELDS)
+        if FIELD_ENTROPY in wanted and FIELD_ENTROPY not in data.batch.keys():
+            to_fetch.append(FIELD_ENTROPY)
+        to_fetch = [name for name in to_fetch if name in stored]
+        if not to_fetch:
+            return
+        fetched = tq.kv_batch_get(keys=self.keys, partition_id=self.partition_id, select_fields=to_fetch)
+        for name in to_fetch:
+            if name == FIELD_ENTROPY:
+                data.batch[FIELD_ENTROPY] = _padded_like(fetched[name], data.batch["response_mask"])
+            elif name == _TQ_EXTRA_FIELDS:
+                _add_reward_extra_info(data.non_tensor_batch, _object_array(fetched[name]))
+            else:
+                data.non_tensor_batch[name] = _object_array(fetched[name])
+
+
+def _tq_field_names(tq, keys: list, partition_id: str) -> set[str]:
+    meta = tq.get_client().kv_retrieve_meta(keys=keys, partition_id=partition_id, create=False)
+    return set(meta.field_names)
+
+
+def _object_array(values: Any) -> np.ndarray:
+    """A TransferQueue non-tensor field (NonTensorStack, list, ndarray) as a 1-D object array."""
+    if hasattr(values, "tolist") and not isinstance(values, torch.Tensor):
+        values = values.tolist()
+    items = list(values)
+    array = np.empty(len(items), dtype=object)
+    array[:] = items
+    return array
+
+
+def _padded_like(values: Any, response_mask: torch.Tensor) -> torch.Tensor:
+    """A jagged per-token field as a [B, T] tensor padded with zeros to the response mask's width."""
+    if getattr(values, "is_nested", False):
+        values = values.to_padded_tensor(0.0)
+    values = torch.as_tensor(values)
+    width = response_mask.shape[1]
+    if values.shape[1] < width:
+        values = torch.nn.functional.pad(values, (0, width - values.shape[1]))
+    return values[:, :width].to(torch.float32)
+
+
+def _add_reward_extra_info(non_tensor_batch: dict, extra_fields: np.ndarray) -> None:
+    """Flatten each row's ``extra_fields["reward_extra_info"]`` dict into top-level columns, as the
+    legacy trainer does with its reward_extra_infos_dict (rows lacking a key get None)."""
+    infos = [row.get("reward_extra_info") or {} if isinstance(row, dict) else {} for row in extra_fields]
+    keys = sorted({key for info in infos for key in info})
+    for key in keys:
+        if key not in non_tensor_batch:
+            non_tensor_batch[key] = _object_array([info.get(key) for info in infos])
+
+
+_tq_rows: contextvars.ContextVar[TransferQueueRows | None] = contextvars.ContextVar("verl_difficulty_tq_rows",
+                                                                                     default=None)
+
+
+# ----------------------------------------------------------------------------------------------
+# Legacy: keep per-token entropy through compute_advantage
+# ----------------------------------------------------------------------------------------------
+
+_entropy_we_kept: set[int] = set()  # ids of entropy tensors this module added to a batch
+
+
+def _keep_entropy(old_log_prob, algorithm_config) -> None:
+    batch = old_log_prob.batch
+    if FIELD_ENTROPY in batch.keys() or "entropys" not in batch.keys():
+        return  # verl keeps it itself, or produced none
+    fn = _registered(algorithm_config.get("adv_estimator") if algorithm_config is not None else None)
+    if fn is None or not accepts_fields(fn) or FIELD_ENTROPY not in wanted_fields(fn, algorithm_config):
+        return
+    batch[FIELD_ENTROPY] = batch["entropys"]  # same tensor, no copy; verl pops "entropys" itself
+    _entropy_we_kept.add(id(batch[FIELD_ENTROPY]))
+
+
+def _drop_kept_entropy(data) -> None:
+    """Remove the entropy we kept, so it is not shipped to the actor update."""
+    if FIELD_ENTROPY in data.batch.keys() and id(data.batch[FIELD_ENTROPY]) in _entropy_we_kept:
+        _entropy_we_kept.discard(id(data.batch[FIELD_ENTROPY]))
+        data.batch.pop(FIELD_ENTROPY)
+
+
+# ----------------------------------------------------------------------------------------------
+# The wrappers
+# ----------------------------------------------------------------------------------------------
+
+
+def _call_with_fields(fn: Callable, data, config: Any) -> None:
+    """verl's generic estimator call (ray_trainer.compute_advantage, its `else:` branch) plus the fields."""
+    kwargs = {
+        "token_level_rewards": data.batch["token_level_rewards"],
+        "response_mask": data.batch["response_mask"],
+        "config": config,
+        "batch": data.batch,
+        "non_tensor_batch": data.non_tensor_batch,
+    }
+    if "uid" in data.non_tensor_batch:
+        kwargs["index"] = data.non_tensor_batch["uid"]
+    if "reward_baselines" in data.batch.keys():
+        kwargs["reward_baselines"] = data.batch["reward_baselines"]
+    advantages, returns = fn(**kwargs)
+    data.batch["advantages"] = advantages
+    data.batch["returns"] = returns
+
+
+def wrap_compute_advantage(verl_compute_advantage: Callable) -> Callable:
+    """``compute_advantage`` that gives field-accepting estimators their fields (idempotent)."""
+    if getattr(verl_compute_advantage, _WRAPPED, None) is not None:
+        return verl_compute_advantage
+
+    @functools.wraps(verl_compute_advantage)
+    def compute_advantage(data, adv_estimator, gamma=1.0, lam=1.0, num_repeat=1, norm_adv_by_std_in_grpo=True,
+                          config=None):
+        fn = _registered(adv_estimator)
+        if fn is None or not accepts_fields(fn):
+            return verl_compute_advantage(data, adv_estimator, gamma=gamma, lam=lam, num_repeat=num_repeat,
+                                          norm_adv_by_std_in_grpo=norm_adv_by_std_in_grpo, config=config)
+        try:
+            rows = _tq_rows.get()
+            if rows is not None:
+                rows.fetch(data, wanted_fields(fn, config))
+            if verl_forwards_fields(verl_compute_advantage):
+                return verl_compute_advantage(data, adv_estimator, gamma=gamma, lam=lam, num_repeat=num_repeat,
+                                              norm_adv_by_std_in_grpo=norm_adv_by_std_in_grpo, config=config)
+            if "response_mask" not in data.batch.keys():
+                from verl.trainer.ppo.ray_trainer import compute_response_mask
+
+                data.batch["response_mask"] = compute_response_mask(data)
+            _call_with_fields(fn, data, config)
+            return data
+        finally:
+            _drop_kept_entropy(data)
+
+    setattr(compute_advantage, _WRAPPED, verl_compute_advantage)
+    return compute_advantage
+
+
+def wrap_v1_compute_advantage(method: Callable) -> Callable:
+    """``PPOTrainer._compute_advantage`` that publishes its TransferQueue rows and drains our metrics."""
+    if getattr(method, _WRAPPED, None) is not None:
+        return method
+
+    @functools.wraps(method)
+    def _compute_advantage(self, batch, metrics: dict, *args, **kwargs):
+        token = _tq_rows.set(TransferQueueRows(keys=list(batch.keys), partition_id=batch.partition_id))
+        try:
+            result = method(self, batch, metrics, *args, **kwargs)
+        finally:
+            _tq_rows.reset(token)
+        metrics.update(estimator_metrics.drain())
+        return result
+
+    setattr(_compute_advantage, _WRAPPED, method)
+    return _compute_advantage
+
+
+def wrap_legacy_old_log_prob(method: Callable) -> Callable:
+    """``RayPPOTrainer._compute_old_log_prob`` that keeps per-token entropy for estimators asking for it."""
+    if getattr(method, _WRAPPED, None) is not None:
+        return method
+
+    @functools.wraps(method)
+    def _compute_old_log_prob(self, batch, *args, **kwargs):
+        output = method(self, batch, *args, **kwargs)
+        old_log_prob = output[0] if isinstance(output, tuple) else output
+        _keep_entropy(old_log_prob, self.config.algorithm)
+        return output
+
+    setattr(_compute_old_log_prob, _WRAPPED, method)
+    return _compute_old_log_prob
+
+
+def wrap_data_metrics(compute_data_metrics: Callable) -> Callable:
+    """Legacy trainer: ``compute_data_metrics`` (called once per step) also returns our estimator metrics."""
+    if getattr(compute_data_metrics, _WRAPPED, None) is not None:
+        return compute_data_metrics
+
+    @functools.wraps(compute_data_metrics)
+    def wrapped(*args, **kwargs):
+        out = compute_data_metrics(*args, **kwargs)
+        out.update(estimator_metrics.drain())
+        return out
+
+    setattr(wrapped, _WRAPPED, compute_data_metrics)
+    return wrapped
+
+
+# ----------------------------------------------------------------------------------------------
+# Installation (post-import hooks, see __init__.py)
+# ----------------------------------------------------------------------------------------------
+
+
+def patch_ray_trainer(module) -> None:
+    module.compute_advantage = wrap_compute_advantage(module.compute_advantage)
+    module.compute_data_metrics = wrap_data_metrics(module.compute_data_metrics)
+    trainer = module.RayPPOTrainer
+    trainer._compute_old_log_prob = wrap_legacy_old_log_prob(trainer.__dict__["_compute_old_log_prob"])
+
+
+def patch_v1_utils(module) -> None:
+    module.compute_advantage = wrap_compute_advantage(module.compute_advantage)
+
+
+def patch_v1_trainer(module) -> None:
+    trainer = module.PPOTrainer
+    trainer._compute_advantage = wrap_v1_compute_advantage(trainer.__dict__["_compute_advantage"])
+
+
+__all__ = [
+    "accepts_fields",
+    "wanted_fields",
+    "verl_forwards_fields",
+    "TransferQueueRows",
+    "wrap_compute_advantage",
+    "wrap_v1_compute_advantage",
+    "wrap_legacy_old_log_prob",
+    "wrap_data_metrics",
+    "patch_ray_trainer",
+    "patch_v1_utils",
+    "patch_v1_trainer",
+]
