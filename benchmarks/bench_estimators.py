@@ -82,7 +82,11 @@ def main(argv=None) -> int:
     parser.add_argument("--estimators", default=",".join(BASELINES + OURS))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch intra-op threads for the whole run (0 = torch's default)")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     import verl  # noqa: F401  (loads the plugin through verl's entry point)
 

@@ -69,14 +69,14 @@ def run_legacy(batch: SyntheticBatch) -> dict[str, torch.Tensor]:
 
 
 def run_v1(batch: SyntheticBatch) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
-    from verl_difficulty.verl_glue.local_v1 import LocalV1Advantage
+    from verl_difficulty.verl_glue.local_v1 import LocalV1Advantage, to_width
 
     out, step_metrics = {}, {}
     with LocalV1Advantage() as v1:
         keys = v1.put_batch(batch)
         for name in ("g2rpo", "grpo_vectorized"):
             advantages, metrics = v1.compute(keys, adv_estimator=name)
-            out[name] = advantages
+            out[name] = to_width(advantages, batch.response_mask.shape[1])
             if name == "g2rpo":
                 step_metrics = metrics
     return out, step_metrics
@@ -115,11 +115,14 @@ def main(argv=None) -> int:
     pad = batch.response_mask.sum(-1) == 0
     print()
     print(f"padding rows' advantages: {adv['g2rpo'][pad].abs().sum().item():.1f} (must be 0)")
+    tasks = sorted(set(batch.data_source))
+    print(f"per-task advantage std over responses with a learning signal (non-zero advantage), tasks {tasks}:")
     for name, values in adv.items():
-        stds = [per_row(values, batch.response_mask)[torch.as_tensor(batch.data_source == t) & ~pad].std().item()
-                for t in sorted(set(batch.data_source))]
-        print(f"per-task advantage std, {name:<16}: " + ", ".join(f"{s:.3f}" for s in stds))
-    print("(g2rpo maps every task onto the same N(0, 1) shape; z-scores inherit each task's reward shape)")
+        scalar = per_row(values, batch.response_mask)
+        stds = [scalar[torch.as_tensor(batch.data_source == t) & (scalar != 0)].std().item() for t in tasks]
+        print(f"  {name:<16}: " + ", ".join(f"{s:.3f}" for s in stds))
+    print("g2rpo maps every task onto the same N(0, 1) quantiles (inter-task equity); z-scores inherit each task's"
+          " reward shape.")
     ok = bool(torch.isfinite(adv["g2rpo"]).all()) and np.isclose(adv["g2rpo"][pad].abs().sum().item(), 0.0)
     return 0 if ok else 1
 

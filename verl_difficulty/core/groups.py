@@ -8,14 +8,16 @@ No verl import, no config, no I/O: this is the part other projects can lift as i
 
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Any, Sequence
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
 import torch
 
 __all__ = [
+    "vector_math",
     "factorize",
     "compact_ids",
     "combine_ids",
@@ -31,6 +33,27 @@ _SQRT2 = math.sqrt(2.0)
 # Quantile means are rounded to this grid (~1e-12) so that values that are equal in exact arithmetic
 # (e.g. the mean of a symmetric tie run, 0) compare equal when they are ranked again (G2RPO stage 2).
 _QUANTILE_GRID = 2.0**-40
+
+
+@contextlib.contextmanager
+def vector_math(device: torch.device | str) -> Iterator[None]:
+    """Run [N]-vector statistics with one intra-op thread on CPU.
+
+    A few thousand elements per op are far too little work to split across threads, and waking an
+    OpenMP pool for each of the ~40 small ops costs more than the ops: measured on a 2-vCPU machine, the
+    G2RPO statistics for 32768 responses took 15 ms on one thread and 300-950 ms on two. The [B, T]
+    passes (reward sum, broadcast) stay outside and keep torch's threading. Process-global setting,
+    restored on exit; the advantage step runs on verl's single driver thread.
+    """
+    previous = torch.get_num_threads()
+    if torch.device(device).type != "cpu" or previous == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def factorize(labels: Any, device: torch.device | str | None = None) -> tuple[torch.Tensor, np.ndarray]:

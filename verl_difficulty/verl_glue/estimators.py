@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from verl_difficulty.core.g2rpo import g2rpo_scores
-from verl_difficulty.core.groups import factorize
+from verl_difficulty.core.groups import factorize, vector_math
 from verl_difficulty.verl_glue import metrics
 from verl_difficulty.verl_glue.config import G2RPOConfig
 from verl_difficulty.verl_glue.fields import check_finite_rewards, field_for_key, read_labels, valid_rows
@@ -64,24 +64,26 @@ def compute_g2rpo_advantage(
     settings = G2RPOConfig.from_algorithm(config)
     _require_uid(index, "g2rpo")
     with torch.no_grad():
-        scores = token_level_rewards.sum(dim=-1)
-        valid = valid_rows(response_mask)
-        check_finite_rewards(scores, valid, index, "g2rpo")
-        valid_np = valid.cpu().numpy()
-        task_labels = read_labels(non_tensor_batch, settings.task_key, index, valid_np, setting="algorithm.g2rpo.task_key")
-        task_ids, tasks = factorize(task_labels, device=scores.device)
-        group_ids, _ = factorize(index, device=scores.device)
-        result = g2rpo_scores(
-            scores,
-            group_ids,
-            task_ids,
-            valid,
-            mode=settings.mode,
-            include_degenerate_groups=settings.include_degenerate_groups,
-            tie_tolerance=settings.tie_tolerance,
-        )
-        advantages = result.advantages.unsqueeze(-1) * response_mask
-        _post_g2rpo_metrics(tasks, task_ids, scores, result, valid)
+        scores = token_level_rewards.sum(dim=-1)  # the one pass over [B, T] rewards
+        with vector_math(scores.device):
+            valid = valid_rows(response_mask)
+            check_finite_rewards(scores, valid, index, "g2rpo")
+            task_labels = read_labels(
+                non_tensor_batch, settings.task_key, index, valid.cpu().numpy(), setting="algorithm.g2rpo.task_key"
+            )
+            task_ids, tasks = factorize(task_labels, device=scores.device)
+            group_ids, _ = factorize(index, device=scores.device)
+            result = g2rpo_scores(
+                scores,
+                group_ids,
+                task_ids,
+                valid,
+                mode=settings.mode,
+                include_degenerate_groups=settings.include_degenerate_groups,
+                tie_tolerance=settings.tie_tolerance,
+            )
+            _post_g2rpo_metrics(tasks, task_ids, scores, result, valid)
+        advantages = result.advantages.unsqueeze(-1) * response_mask  # the one pass over [B, T] mask
     return advantages, advantages
 
 
@@ -94,7 +96,8 @@ def _post_g2rpo_metrics(tasks, task_ids, scores, result, valid) -> None:
         "g2rpo/task",
         [str(t) for t in tasks],
         task_ids,
-        {"reward": scores, "adv": adv, "adv_abs": adv.abs(), "degenerate": result.degenerate.to(adv.dtype)},
+        {"reward_mean": scores, "adv_mean": adv, "adv_abs_mean": adv.abs(),
+         "degenerate_frac": result.degenerate.to(adv.dtype)},
         rows,
     )
     per_task["g2rpo/degenerate_frac"] = float(result.degenerate[rows].float().mean())

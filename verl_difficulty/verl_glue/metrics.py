@@ -27,7 +27,7 @@ def drain() -> dict[str, float]:
 
 def per_label_stats(prefix: str, labels, label_ids: torch.Tensor, values: dict[str, torch.Tensor],
                     rows: torch.Tensor) -> dict[str, float]:
-    """``{prefix}/{label}/{name}_mean`` of each value vector over ``rows``, plus ``{label}/count``.
+    """``{prefix}/{label}/{name}``: the mean of each value vector over ``rows``, plus ``{label}/count``.
 
     One scatter per value over [N] vectors; the Python loop is over labels (tasks), not samples.
     """
@@ -39,7 +39,7 @@ def per_label_stats(prefix: str, labels, label_ids: torch.Tensor, values: dict[s
     out: dict[str, list[float]] = {"count": count.tolist()}
     for name, vector in values.items():
         total = torch.zeros(num, dtype=torch.float64, device=vector.device).index_add_(0, ids, vector[rows].double())
-        out[f"{name}_mean"] = (total / count.clamp_min(1)).tolist()
+        out[name] = (total / count.clamp_min(1)).tolist()
     return {
         f"{prefix}/{label}/{name}": series[i]
         for name, series in out.items()

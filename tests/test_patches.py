@@ -1,0 +1,190 @@
+"""The diffs in patches/ apply cleanly to the installed verl, alone and in order, and do what they say.
+
+Works on a copy of the installed verl package under tmp_path; the installed package is never touched.
+"""
+
+import importlib.util
+import os
+import py_compile
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PATCH_DIR = Path(__file__).resolve().parents[1] / "patches"
+PATCHES = [
+    PATCH_DIR / "0001-legacy-compute-advantage-forward-batch.diff",
+    PATCH_DIR / "0002-v1-fetch-extra-fields-for-estimators.diff",
+    PATCH_DIR / "0003-legacy-keep-entropy-for-advantage.diff",
+]
+
+# Runs in a subprocess with the patched copy first on PYTHONPATH.
+PROBE = r"""
+import sys
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+from tensordict import NonTensorStack, TensorDict
+
+from verl import DataProto
+from verl.trainer.ppo import core_algos, ray_trainer
+from verl.trainer.ppo.v1 import trainer_base
+
+assert ray_trainer.__file__.startswith(sys.argv[1]), ray_trainer.__file__
+assert trainer_base.__file__.startswith(sys.argv[1]), trainer_base.__file__
+seen = {}
+
+
+@core_algos.register_adv_est("probe_fwd")
+def probe_fwd(token_level_rewards, response_mask, config=None, index=None, batch=None, non_tensor_batch=None):
+    seen["batch"], seen["non_tensor_batch"] = batch, non_tensor_batch
+    return token_level_rewards, token_level_rewards
+
+
+@core_algos.register_adv_est("probe_kwargs")
+def probe_kwargs(token_level_rewards, response_mask, **kwargs):
+    seen["kwargs"] = sorted(kwargs)
+    return token_level_rewards, token_level_rewards
+
+
+# 0001: an estimator naming batch / non_tensor_batch receives them; a **kwargs one does not.
+data = DataProto.from_dict(
+    tensors={"token_level_rewards": torch.ones(4, 3), "response_mask": torch.ones(4, 3)},
+    non_tensors={
+        "uid": np.array(["a", "a", "b", "b"], dtype=object),
+        "data_source": np.array(["math", "math", "code", "code"], dtype=object),
+    },
+)
+out = ray_trainer.compute_advantage(data, adv_estimator="probe_fwd", config=OmegaConf.create({}))
+assert seen["non_tensor_batch"]["data_source"].tolist() == ["math", "math", "code", "code"], seen
+assert seen["batch"] is data.batch
+assert "advantages" in out.batch.keys()
+ray_trainer.compute_advantage(data, adv_estimator="probe_kwargs", config=OmegaConf.create({}))
+assert seen["kwargs"] == ["config", "index"], seen["kwargs"]
+
+# 0002: non-tensor fields are popped as object arrays and reward_extra_info is flattened.
+td = TensorDict(
+    {
+        "uid": NonTensorStack("a", "b"),
+        "data_source": NonTensorStack("math", "code"),
+        "extra_fields": NonTensorStack({"reward_extra_info": {"acc": 1.0}}, {"reward_extra_info": {"pred": "x"}}),
+        "response_mask": torch.ones(2, 3),
+    },
+    batch_size=[2],
+)
+non_tensors = trainer_base._pop_estimator_non_tensors(td)
+assert sorted(non_tensors) == ["acc", "data_source", "extra_fields", "pred"], sorted(non_tensors)
+assert all(v.dtype == object and v.shape == (2,) for v in non_tensors.values())
+assert non_tensors["acc"].tolist() == [1.0, None] and non_tensors["pred"].tolist() == [None, "x"]
+assert sorted(td.keys()) == ["response_mask", "uid"], sorted(td.keys())
+print("PROBE_OK", seen["non_tensor_batch"]["data_source"].tolist())
+"""
+
+
+def _installed_verl() -> Path:
+    spec = importlib.util.find_spec("verl")
+    assert spec is not None and spec.origin, "verl is not installed"
+    package = Path(spec.origin).parent
+    assert (package / "trainer" / "ppo" / "ray_trainer.py").is_file(), f"{package} is not the verl package"
+    return package
+
+
+def _patch(root: Path, diff: Path, *args: str) -> str:
+    """Run `patch -p1` in root; fail unless it exits 0 without offset / fuzz / hunk messages."""
+    result = subprocess.run(
+        ["patch", "-p1", "--forward", "--no-backup-if-mismatch", *args, "-i", str(diff)],
+        check=False,
+        cwd=root,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"{diff.name} does not apply:\n{output}"
+    assert not re.search(r"offset|fuzz|hunk", output, re.IGNORECASE), f"{diff.name} applies with warnings:\n{output}"
+    return output
+
+
+def _changed_files(diff: Path) -> list[str]:
+    return re.findall(r"^\+\+\+ b/(\S+)", diff.read_text(), re.MULTILINE)
+
+
+def test_patches_apply_cleanly_and_work(tmp_path):
+    if shutil.which("patch") is None:
+        pytest.skip("the `patch` binary is not installed")
+    shutil.copytree(_installed_verl(), tmp_path / "verl", ignore=shutil.ignore_patterns("__pycache__"))
+
+    for diff in PATCHES:
+        assert _changed_files(diff), f"{diff.name} patches no file"
+        _patch(tmp_path, diff, "--dry-run")
+    for diff in PATCHES:
+        _patch(tmp_path, diff)
+
+    changed = sorted({path for diff in PATCHES for path in _changed_files(diff)})
+    assert changed == ["verl/trainer/ppo/ray_trainer.py", "verl/trainer/ppo/v1/trainer_base.py"]
+    for path in changed:
+        py_compile.compile(str(tmp_path / path), doraise=True)
+
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "VERL_USE_EXTERNAL_PLUGINS": "none"}
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, str(tmp_path / "verl")],
+        check=False,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "PROBE_OK ['math', 'math', 'code', 'code']" in result.stdout, result.stdout + result.stderr
+
+
+# Runs with the patched copy first on PYTHONPATH AND our plugin loaded: the seam must see that verl now
+# forwards the fields itself, step aside, and g2rpo must still be computed from data_source.
+STEP_ASIDE = r"""
+import sys
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+
+import verl
+from verl import DataProto
+from verl.trainer.ppo import ray_trainer
+from verl_difficulty.verl_glue import seam
+
+assert ray_trainer.__file__.startswith(sys.argv[1]), ray_trainer.__file__
+original = ray_trainer.compute_advantage.__verl_difficulty_wrapped__
+assert seam.verl_forwards_fields(original) is True
+scores = torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0])
+rewards = torch.zeros(8, 2)
+rewards[:, 1] = scores
+data = DataProto.from_dict(
+    tensors={"token_level_rewards": rewards, "response_mask": torch.ones(8, 2)},
+    non_tensors={"uid": np.array(list("aaaabbbb"), dtype=object),
+                 "data_source": np.array(["x"] * 4 + ["y"] * 4, dtype=object)},
+)
+adv = ray_trainer.compute_advantage(data, adv_estimator="g2rpo", config=OmegaConf.create({})).batch["advantages"]
+# two tasks, one group each: each is the 1-of-4 / 3-of-4 OT map on its own
+want = torch.tensor([1.150, -0.383, -0.383, -0.383, 0.383, 0.383, 0.383, -1.150])
+assert torch.allclose(adv[:, 0], want, atol=1e-3), adv[:, 0]
+print("STEP_ASIDE_OK")
+"""
+
+
+def test_seam_steps_aside_on_patched_verl(tmp_path):
+    if shutil.which("patch") is None:
+        pytest.skip("the `patch` binary is not installed")
+    shutil.copytree(_installed_verl(), tmp_path / "verl", ignore=shutil.ignore_patterns("__pycache__"))
+    for diff in PATCHES:
+        _patch(tmp_path, diff)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "VERL_USE_EXTERNAL_PLUGINS": "verl_difficulty"}
+    result = subprocess.run([sys.executable, "-c", STEP_ASIDE, str(tmp_path / "verl")], check=False, cwd=tmp_path,
+                            env=env, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "STEP_ASIDE_OK" in result.stdout

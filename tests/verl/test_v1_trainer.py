@@ -1,0 +1,105 @@
+"""verl's default (v1) trainer: PPOTrainer._compute_advantage against a real TransferQueue and local Ray.
+
+On stock verl 0.9.1 that method fetches a fixed field list from TransferQueue; these tests show that
+data_source, extra_info, reward extra info, old_log_probs and entropy reach a registered estimator
+through the plugin's seam, and that g2rpo's per-task statistics come out right.
+"""
+
+import numpy as np
+import pytest
+import torch
+from support import reference_g2rpo
+
+from verl_difficulty.synthetic import make_batch
+from verl_difficulty.verl_glue.local_v1 import LocalV1Advantage, to_width
+
+pytestmark = pytest.mark.ray
+
+received: dict = {}
+
+
+@pytest.fixture(scope="module")
+def v1():
+    import verl  # noqa: F401
+    from verl.trainer.ppo import core_algos
+
+    def seam_probe(token_level_rewards, response_mask, index=None, config=None, batch=None, non_tensor_batch=None,
+                   **kwargs):
+        received.clear()
+        received.update(batch=batch, non_tensor_batch=dict(non_tensor_batch), index=index)
+        zeros = torch.zeros_like(token_level_rewards)
+        return zeros, zeros
+
+    def declared_probe(token_level_rewards, response_mask, index=None, config=None, batch=None,
+                       non_tensor_batch=None, **kwargs):
+        return seam_probe(token_level_rewards, response_mask, index, config, batch, non_tensor_batch)
+
+    declared_probe.required_fields = lambda config: {"data_source"}
+    core_algos.ADV_ESTIMATOR_REGISTRY["test_seam_probe"] = seam_probe
+    core_algos.ADV_ESTIMATOR_REGISTRY["test_declared_probe"] = declared_probe
+    with LocalV1Advantage() as harness:
+        yield harness
+    core_algos.ADV_ESTIMATOR_REGISTRY.pop("test_seam_probe")
+    core_algos.ADV_ESTIMATOR_REGISTRY.pop("test_declared_probe")
+
+
+@pytest.fixture(scope="module")
+def stored(v1):
+    batch = make_batch(num_prompts=9, group_size=4, response_length=7, seed=5, padding_rows=3)
+    extra = [{"acc": float(s), "format": 1.0} for s in batch.scores.tolist()]
+    return batch, v1.put_batch(batch, reward_extra_info=extra)
+
+
+def test_g2rpo_on_v1_uses_data_source_from_transfer_queue(v1, stored):
+    batch, keys = stored
+    advantages, metrics = v1.compute(keys, "g2rpo", rollout_n=4)
+    advantages = to_width(advantages, batch.response_mask.shape[1])
+    valid = (batch.response_mask.sum(-1) > 0).tolist()
+    per_row = advantages.sum(-1) / batch.response_mask.sum(-1).clamp_min(1)
+    want = reference_g2rpo(batch.scores.tolist(), list(batch.uid), list(batch.data_source), valid)
+    assert per_row.tolist() == pytest.approx(want, abs=1e-5)
+    assert torch.equal(advantages, advantages * batch.response_mask)
+    assert per_row[torch.as_tensor(valid).logical_not()].abs().sum() == 0  # padding rows
+    one_task = reference_g2rpo(batch.scores.tolist(), list(batch.uid), ["one"] * len(valid), valid)
+    assert per_row.tolist() != pytest.approx(one_task, abs=1e-3)
+    # the estimator's metrics land in the trainer's step metrics
+    assert {"g2rpo/degenerate_frac", "g2rpo/task/math/adv_abs_mean", "g2rpo/num_tasks"} <= set(metrics)
+    assert metrics["g2rpo/num_tasks"] == 3
+
+
+def test_every_seam_field_reaches_an_undeclared_estimator(v1, stored):
+    batch, keys = stored
+    v1.compute(keys, "test_seam_probe", rollout_n=4)
+    nt, tensors = received["non_tensor_batch"], received["batch"]
+    assert list(nt["data_source"]) == list(batch.data_source)
+    assert [info["problem_id"] for info in nt["extra_info"]] == [info["problem_id"] for info in batch.extra_info]
+    assert np.asarray(nt["acc"], dtype=float).tolist() == batch.scores.tolist()  # reward extra info, flattened
+    assert set(nt["format"]) == {1.0}
+    width = tensors["response_mask"].shape[1]
+    assert torch.equal(tensors["entropy"], to_width(v1.fetch_padded(keys, "entropy"), width))
+    assert torch.equal(tensors["old_log_probs"], to_width(v1.fetch_padded(keys, "old_log_probs"), width))
+    assert list(received["index"]) == list(batch.uid)
+
+
+def test_declared_estimator_gets_only_what_it_asks_for(v1, stored):
+    _, keys = stored
+    v1.compute(keys, "test_declared_probe", rollout_n=4)
+    assert "data_source" in received["non_tensor_batch"]
+    assert "extra_info" not in received["non_tensor_batch"] and "acc" not in received["non_tensor_batch"]
+    assert "entropy" not in received["batch"].keys()
+
+
+def test_missing_task_field_fails_at_the_first_step_with_the_fix(v1, stored):
+    _, keys = stored
+    with pytest.raises(ValueError, match=r"algorithm\.g2rpo\.task_key='extra_info\.problem_type'.*sample uid="):
+        v1.compute(keys, "g2rpo", algorithm={"g2rpo": {"task_key": "extra_info.problem_type"}}, rollout_n=4)
+
+
+def test_task_key_from_extra_info_on_v1(v1, stored):
+    batch, keys = stored
+    advantages, _ = v1.compute(keys, "g2rpo", algorithm={"g2rpo": {"task_key": "extra_info.task"}}, rollout_n=4)
+    per_row = to_width(advantages, batch.response_mask.shape[1]).sum(-1) / batch.response_mask.sum(-1).clamp_min(1)
+    valid = (batch.response_mask.sum(-1) > 0).tolist()
+    tasks = [info["task"] for info in batch.extra_info]
+    assert per_row.tolist() == pytest.approx(reference_g2rpo(batch.scores.tolist(), list(batch.uid), tasks, valid),
+                                             abs=1e-5)
