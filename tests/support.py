@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
 from statistics import NormalDist
 
@@ -76,3 +77,32 @@ def object_array(values) -> np.ndarray:
     out = np.empty(len(values), dtype=object)
     out[:] = list(values)
     return out
+
+
+def recording_estimator(record: dict, required_fields=None):
+    """An estimator that accepts the seam's fields, records what it received, and returns zeros."""
+
+    def probe(token_level_rewards, response_mask, index=None, config=None, batch=None, non_tensor_batch=None,
+              **kwargs):
+        record.clear()
+        record.update(batch=batch, batch_keys=set(batch.keys()), non_tensor_batch=dict(non_tensor_batch), index=index,
+                      entropy=batch["entropy"].clone() if "entropy" in batch.keys() else None)
+        zeros = torch.zeros_like(token_level_rewards)
+        return zeros, zeros
+
+    if required_fields is not None:
+        probe.required_fields = lambda config: set(required_fields)
+    return probe
+
+
+@contextlib.contextmanager
+def registered_estimators(**estimators):
+    """Put test estimators into verl's registry for the duration of the block."""
+    from verl.trainer.ppo import core_algos
+
+    core_algos.ADV_ESTIMATOR_REGISTRY.update(estimators)
+    try:
+        yield
+    finally:
+        for name in estimators:
+            core_algos.ADV_ESTIMATOR_REGISTRY.pop(name, None)

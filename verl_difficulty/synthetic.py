@@ -1,6 +1,6 @@
 """Synthetic GRPO batches shaped the way verl builds them, for the demo, the benchmark and the tests.
 
-A batch is ``num_prompts × group_size`` responses: uuid4-hex uids (verl's format), a ``data_source``
+A batch is ``num_prompts × group_size`` responses: ``str(uuid4())`` uids (verl's format), a ``data_source``
 per prompt, left-aligned response masks of random length, and the outcome reward on the last response
 token (as verl's reward loop places it). Per-task reward models make the tasks visibly different:
 binary accuracy, dense partial credit, and a heavy-tailed score.
@@ -66,7 +66,8 @@ def make_batch(
     for task in tasks:  # a loop over tasks (3), vectorized over their prompts
         rows = prompt_task == task
         rewards[rows] = _rewards(task, np.repeat(difficulty[rows, None], group_size, axis=1), rng)
-    uids = np.array([uuid.UUID(int=int(rng.integers(0, 2**63)) << 64 | i).hex for i in range(num_prompts)],
+    # str(uuid4()) is how verl makes uids (ray_trainer.py, v1/trainer_base.py); seeded here for repeatability
+    uids = np.array([str(uuid.UUID(int=int(rng.integers(0, 2**63)) << 64 | i, version=4)) for i in range(num_prompts)],
                     dtype=object)
 
     n = num_prompts * group_size

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
-from support import object_array, tensors_from_scores
+from support import object_array, recording_estimator, registered_estimators, tensors_from_scores
 
 received: dict = {}
 
@@ -13,26 +13,11 @@ received: dict = {}
 @pytest.fixture(scope="module")
 def verl_env():
     import verl  # noqa: F401
-    from verl.trainer.ppo import core_algos, ray_trainer
+    from verl.trainer.ppo import ray_trainer
 
-    def probe(token_level_rewards, response_mask, index=None, config=None, batch=None, non_tensor_batch=None,
-              **kwargs):
-        received.clear()
-        received.update(batch_keys=set(batch.keys()), non_tensor_batch=dict(non_tensor_batch),
-                        entropy=batch["entropy"].clone() if "entropy" in batch.keys() else None)
-        zeros = torch.zeros_like(token_level_rewards)
-        return zeros, zeros
-
-    def no_entropy_probe(token_level_rewards, response_mask, index=None, config=None, batch=None,
-                         non_tensor_batch=None, **kwargs):
-        return probe(token_level_rewards, response_mask, index, config, batch, non_tensor_batch)
-
-    no_entropy_probe.required_fields = lambda config: {"data_source"}
-    core_algos.ADV_ESTIMATOR_REGISTRY["test_legacy_probe"] = probe
-    core_algos.ADV_ESTIMATOR_REGISTRY["test_legacy_no_entropy"] = no_entropy_probe
-    yield ray_trainer
-    core_algos.ADV_ESTIMATOR_REGISTRY.pop("test_legacy_probe")
-    core_algos.ADV_ESTIMATOR_REGISTRY.pop("test_legacy_no_entropy")
+    with registered_estimators(test_legacy_probe=recording_estimator(received),
+                               test_legacy_no_entropy=recording_estimator(received, {"data_source"})):
+        yield ray_trainer
 
 
 def legacy_batch():

@@ -8,7 +8,7 @@ through the plugin's seam, and that g2rpo's per-task statistics come out right.
 import numpy as np
 import pytest
 import torch
-from support import reference_g2rpo
+from support import recording_estimator, reference_g2rpo, registered_estimators
 
 from verl_difficulty.synthetic import make_batch
 from verl_difficulty.verl_glue.local_v1 import LocalV1Advantage, to_width
@@ -21,26 +21,11 @@ received: dict = {}
 @pytest.fixture(scope="module")
 def v1():
     import verl  # noqa: F401
-    from verl.trainer.ppo import core_algos
 
-    def seam_probe(token_level_rewards, response_mask, index=None, config=None, batch=None, non_tensor_batch=None,
-                   **kwargs):
-        received.clear()
-        received.update(batch=batch, non_tensor_batch=dict(non_tensor_batch), index=index)
-        zeros = torch.zeros_like(token_level_rewards)
-        return zeros, zeros
-
-    def declared_probe(token_level_rewards, response_mask, index=None, config=None, batch=None,
-                       non_tensor_batch=None, **kwargs):
-        return seam_probe(token_level_rewards, response_mask, index, config, batch, non_tensor_batch)
-
-    declared_probe.required_fields = lambda config: {"data_source"}
-    core_algos.ADV_ESTIMATOR_REGISTRY["test_seam_probe"] = seam_probe
-    core_algos.ADV_ESTIMATOR_REGISTRY["test_declared_probe"] = declared_probe
-    with LocalV1Advantage() as harness:
-        yield harness
-    core_algos.ADV_ESTIMATOR_REGISTRY.pop("test_seam_probe")
-    core_algos.ADV_ESTIMATOR_REGISTRY.pop("test_declared_probe")
+    with registered_estimators(test_seam_probe=recording_estimator(received),
+                               test_declared_probe=recording_estimator(received, {"data_source"})):
+        with LocalV1Advantage() as harness:
+            yield harness
 
 
 @pytest.fixture(scope="module")
