@@ -106,3 +106,61 @@ def registered_estimators(**estimators):
     finally:
         for name in estimators:
             core_algos.ADV_ESTIMATOR_REGISTRY.pop(name, None)
+
+
+def _midrank_buckets(values: dict, edges) -> dict:
+    """prompt -> bucket: rank fraction (tie-averaged rank - 1/2) / n, bucket = number of edges <= fraction."""
+    keys = list(values)
+    n = len(keys)
+    out = {}
+    for k in keys:
+        below = sum(1 for j in keys if values[j] < values[k])
+        equal = sum(1 for j in keys if values[j] == values[k])
+        fraction = (below + (equal - 1) / 2 + 0.5) / n  # 0-based mean position of the tie run, + 1/2
+        out[k] = sum(1 for e in edges if e <= fraction)
+    return out
+
+
+def reference_durian(rewards, uids, valid, entropy, confidence, alphas=(0.1, 0.2, 0.7), b=12,
+                     quantiles=(0.25, 0.75), thresholds=None, include_zero_variance=False, min_bucket=2, eps=1e-6):
+    """Durian per the spec, written with dictionaries and loops."""
+    import math
+    import statistics
+
+    groups = defaultdict(list)
+    for i, ok in enumerate(valid):
+        if ok:
+            groups[uids[i]].append(i)
+    mean = {g: sum(rewards[i] for i in m) / len(m) for g, m in groups.items()}
+    own = {g: statistics.stdev([rewards[i] for i in m]) if len(m) > 1 else 0.0 for g, m in groups.items()}
+    zero_var = {g for g, m in groups.items() if len(m) == 1 or len({rewards[i] for i in m}) == 1}
+    eligible = [g for g in groups if include_zero_variance or g not in zero_var]
+    h = {g: sum(entropy[i] for i in m) / len(m) for g, m in groups.items()}
+    conf = {g: sum(confidence[i] for i in m) / len(m) for g, m in groups.items()}
+    with_image = {g: h[g] for g in eligible if not math.isnan(h[g])}
+    if thresholds is not None:
+        perc = {g: sum(1 for t in thresholds if t <= v) for g, v in with_image.items()}
+    else:
+        perc = _midrank_buckets(with_image, quantiles)
+    reas = _midrank_buckets({g: conf[g] for g in eligible}, [k / b for k in range(1, b)])
+
+    def pooled(assign):
+        pools = defaultdict(list)
+        for g, k in assign.items():
+            pools[k].extend(rewards[i] for i in groups[g])
+        return {k: (statistics.stdev(v) if len(v) > 1 else 0.0, len(v)) for k, v in pools.items()}
+
+    perc_pool, reas_pool = pooled(perc), pooled(reas)
+    out = [0.0] * len(rewards)
+    for g, members in groups.items():
+        def term(assign, pools):
+            if g in assign:
+                std, size = pools[assign[g]]
+                if size >= min_bucket and std > 0:
+                    return std
+            return own[g]
+        sp, sr = term(perc, perc_pool), term(reas, reas_pool)
+        for i in members:
+            c = rewards[i] - mean[g]
+            out[i] = alphas[0] * c / (own[g] + eps) + alphas[1] * c / (sp + eps) + alphas[2] * c / (sr + eps)
+    return out

@@ -30,8 +30,9 @@ class SyntheticBatch:
     response_mask: torch.Tensor  # [B, T]
     uid: np.ndarray  # [B] object (str)
     data_source: np.ndarray  # [B] object (str)
-    extra_info: np.ndarray  # [B] object (dict with "task", "problem_id")
+    extra_info: np.ndarray  # [B] object (dict with "task", "problem_id", "visual_entropy" when it has an image)
     scores: torch.Tensor  # [B] the per-response reward (sum over tokens)
+    old_log_probs: torch.Tensor  # [B, T] rollout-policy token log-probs (0 outside the mask)
 
     def non_tensor_batch(self) -> dict:
         return {"uid": self.uid, "data_source": self.data_source, "extra_info": self.extra_info}
@@ -56,12 +57,16 @@ def make_batch(
     padding_rows: int = 0,
     dtype: torch.dtype = torch.float32,
     device: str | torch.device = "cpu",
+    no_image_fraction: float = 0.0,
 ) -> SyntheticBatch:
     """A shuffled multi-task batch; ``padding_rows`` extra rows mimic verl v1's padding (uid "pad<hex>",
-    all-zero mask, other fields copied from the first row)."""
+    all-zero mask, other fields copied from the first row). Each prompt has a visual entropy in
+    extra_info (harder prompts get busier images), except a ``no_image_fraction`` of text-only prompts."""
     rng = np.random.default_rng(seed)
     prompt_task = np.array([tasks[i % len(tasks)] for i in range(num_prompts)], dtype=object)
     difficulty = rng.beta(0.7, 0.7, num_prompts)
+    visual_entropy = np.round(2.0 + 3.0 * difficulty + rng.normal(0, 0.5, num_prompts), 3)
+    has_image = rng.random(num_prompts) >= no_image_fraction
     rewards = np.empty((num_prompts, group_size))
     for task in tasks:  # a loop over tasks (3), vectorized over their prompts
         rows = prompt_task == task
@@ -75,11 +80,13 @@ def make_batch(
     flat_rewards = rewards.reshape(-1)[order]
     uid = np.repeat(uids, group_size)[order]
     data_source = np.repeat(prompt_task, group_size)[order]
+    row_entropy = np.where(np.repeat(has_image, group_size), np.repeat(visual_entropy, group_size), np.nan)[order]
     lengths = rng.integers(1, response_length + 1, n)
     if padding_rows:
         flat_rewards = np.concatenate([flat_rewards, np.zeros(padding_rows)])
         uid = np.concatenate([uid, np.array([f"pad{uuid.UUID(int=i).hex}" for i in range(padding_rows)], dtype=object)])
         data_source = np.concatenate([data_source, np.repeat(data_source[:1], padding_rows)])
+        row_entropy = np.concatenate([row_entropy, np.repeat(row_entropy[:1], padding_rows)])
         lengths = np.concatenate([lengths, np.zeros(padding_rows, dtype=lengths.dtype)])
     total = len(uid)
     lengths_t = torch.as_tensor(lengths, device=device)
@@ -90,7 +97,12 @@ def make_batch(
     scores = torch.as_tensor(flat_rewards, dtype=dtype, device=device)
     token_rewards[torch.arange(total, device=device), last] = scores * (lengths_t > 0).to(dtype)
     extra_info = np.empty(total, dtype=object)
-    extra_info[:] = [{"task": str(t), "problem_id": str(u)} for t, u in zip(data_source, uid)]
+    extra_info[:] = [
+        {"task": str(t), "problem_id": str(u), **({} if np.isnan(h) else {"visual_entropy": float(h)})}
+        for t, u, h in zip(data_source, uid, row_entropy)
+    ]
+    old_log_probs = -torch.rand(total, response_length, generator=torch.Generator().manual_seed(seed),
+                                dtype=dtype).to(device) * 2 * mask
     return SyntheticBatch(
         token_level_rewards=token_rewards,
         response_mask=mask,
@@ -98,4 +110,5 @@ def make_batch(
         data_source=data_source.astype(object),
         extra_info=extra_info,
         scores=token_rewards.sum(-1),
+        old_log_probs=old_log_probs,
     )

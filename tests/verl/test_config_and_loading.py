@@ -9,7 +9,7 @@ import pytest
 from hydra import compose, initialize_config_dir, initialize_config_module
 
 from verl_difficulty.config import CONFIG_DIR, TRAINER_CONFIG_NAME
-from verl_difficulty.verl_glue.config import G2RPOConfig
+from verl_difficulty.verl_glue.config import DurianConfig, G2RPOConfig
 
 
 def test_shipped_config_extends_ppo_trainer_and_takes_overrides_without_plus():
@@ -28,6 +28,21 @@ def test_shipped_defaults_equal_the_dataclass_defaults():
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base=None):
         cfg = compose(config_name=TRAINER_CONFIG_NAME)
     assert G2RPOConfig.from_algorithm(cfg.algorithm) == G2RPOConfig()
+    assert DurianConfig.from_algorithm(cfg.algorithm) == DurianConfig()
+
+
+def test_durian_overrides_without_plus():
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base=None):
+        cfg = compose(config_name=TRAINER_CONFIG_NAME, overrides=[
+            "algorithm.adv_estimator=durian", "algorithm.durian.alpha_ori=0.6", "algorithm.durian.alpha_reas=0.2",
+            "algorithm.durian.perceptual_thresholds=[2.5,4.0]", "algorithm.durian.confidence=sum",
+        ])
+    settings = DurianConfig.from_algorithm(cfg.algorithm)
+    assert settings.alphas == (0.6, 0.2, 0.2) and settings.perceptual_thresholds == (2.5, 4.0)
+    assert settings.confidence == "sum"
+    with initialize_config_module(config_module="verl.trainer.config", version_base=None):
+        cfg = compose(config_name="ppo_trainer", overrides=["algorithm.adv_estimator=durian"])
+    assert DurianConfig.from_algorithm(cfg.algorithm) == DurianConfig()
 
 
 def test_stock_config_needs_plus_for_new_keys_and_works_by_name_alone():

@@ -88,3 +88,20 @@ def test_task_key_from_extra_info_on_v1(v1, stored):
     tasks = [info["task"] for info in batch.extra_info]
     assert per_row.tolist() == pytest.approx(reference_g2rpo(batch.scores.tolist(), list(batch.uid), tasks, valid),
                                              abs=1e-5)
+
+
+def test_durian_on_v1_reads_visual_entropy_and_old_log_probs_from_transfer_queue(v1):
+    from support import reference_durian
+
+    batch = make_batch(num_prompts=16, group_size=4, response_length=6, seed=11, padding_rows=2,
+                       no_image_fraction=0.25)
+    keys = v1.put_batch(batch)
+    advantages, metrics = v1.compute(keys, "durian", algorithm={"durian": {"num_reasoning_buckets": 4}}, rollout_n=4)
+    mask = batch.response_mask
+    per_row = to_width(advantages, mask.shape[1]).sum(-1) / mask.sum(-1).clamp_min(1)
+    valid = (mask.sum(-1) > 0).tolist()
+    entropy = [info.get("visual_entropy", float("nan")) for info in batch.extra_info]
+    confidence = ((batch.old_log_probs * mask).sum(-1) / mask.sum(-1).clamp_min(1)).tolist()
+    want = reference_durian(batch.scores.tolist(), list(batch.uid), valid, entropy, confidence, b=4)
+    assert per_row.tolist() == pytest.approx(want, abs=1e-5)
+    assert metrics["durian/perceptual/1/size"] > 0 and "durian/reasoning/3/std" in metrics

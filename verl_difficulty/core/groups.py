@@ -26,6 +26,7 @@ __all__ = [
     "segment_mean",
     "segment_std",
     "segment_min_max",
+    "first_index",
     "segment_normal_scores",
 ]
 
@@ -98,25 +99,35 @@ def segment_sum(values: torch.Tensor, seg: torch.Tensor, num_segments: int) -> t
     return torch.zeros(num_segments, dtype=values.dtype, device=values.device).index_add_(0, seg, values)
 
 
-def segment_mean(values: torch.Tensor, seg: torch.Tensor, num_segments: int) -> torch.Tensor:
-    """Mean of each segment; 0 for an empty segment."""
-    count = segment_count(seg, num_segments).to(values.dtype)
-    return segment_sum(values, seg, num_segments) / count.clamp_min(1)
+def segment_mean(
+    values: torch.Tensor, seg: torch.Tensor, num_segments: int, count: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Mean of each segment; 0 for an empty segment. ``count`` (from :func:`segment_count`) may be reused."""
+    if count is None:
+        count = segment_count(seg, num_segments)
+    return segment_sum(values, seg, num_segments) / count.to(values.dtype).clamp_min(1)
 
 
 def segment_std(
-    values: torch.Tensor, seg: torch.Tensor, num_segments: int, mean: torch.Tensor | None = None, ddof: int = 1
+    values: torch.Tensor,
+    seg: torch.Tensor,
+    num_segments: int,
+    mean: torch.Tensor | None = None,
+    ddof: int = 1,
+    count: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Standard deviation of each segment (unbiased by default, as ``torch.std``).
 
     Two-pass (centre, then square) for accuracy. A segment with ``count <= ddof`` members has no
     defined std: it gets 0, and callers decide what a zero std means for them.
     """
+    if count is None:
+        count = segment_count(seg, num_segments)
     if mean is None:
-        mean = segment_mean(values, seg, num_segments)
+        mean = segment_mean(values, seg, num_segments, count)
     centred = values - mean[seg]
     sq = segment_sum(centred * centred, seg, num_segments)
-    dof = (segment_count(seg, num_segments) - ddof).to(values.dtype)
+    dof = (count - ddof).to(values.dtype)
     return torch.where(dof > 0, sq / dof.clamp_min(1), torch.zeros_like(sq)).sqrt()
 
 
@@ -127,6 +138,13 @@ def segment_min_max(values: torch.Tensor, seg: torch.Tensor, num_segments: int) 
     lo = lo.scatter_reduce(0, seg, values, reduce="amin", include_self=True)
     hi = hi.scatter_reduce(0, seg, values, reduce="amax", include_self=True)
     return lo, hi
+
+
+def first_index(seg: torch.Tensor, num_segments: int) -> torch.Tensor:
+    """Row index of the first member of every segment (``len(seg)`` for an empty segment)."""
+    n = seg.numel()
+    first = torch.full((num_segments,), n, dtype=torch.long, device=seg.device)
+    return first.scatter_reduce(0, seg, torch.arange(n, device=seg.device), reduce="amin", include_self=True)
 
 
 def _sort_within_segments(values: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:

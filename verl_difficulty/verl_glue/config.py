@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 from verl_difficulty.core.g2rpo import MODES
 
-__all__ = ["ConfigError", "G2RPOConfig", "section"]
+__all__ = ["ConfigError", "DurianConfig", "G2RPOConfig", "section"]
 
 
 class ConfigError(ValueError):
@@ -94,3 +94,89 @@ class G2RPOConfig:
     @classmethod
     def from_algorithm(cls, algorithm: Any) -> "G2RPOConfig":
         return _build(cls, "g2rpo", section(algorithm, "g2rpo"))
+
+
+def _as_tuple(value: Any, key: str) -> tuple | None:
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        return tuple(value)
+    raise ConfigError(f"algorithm.durian.{key}={value!r} must be a list, e.g. algorithm.durian.{key}=[0.25,0.75]")
+
+
+def _finite_number(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class DurianConfig:
+    """``algorithm.durian.*`` (Durian, arXiv 2602.21743). Paper values unless marked "ours"."""
+
+    # A = alpha_ori * GRPO + alpha_perc * perceptual-bucket term + alpha_reas * reasoning-bucket term.
+    # The paper's Table 3 grid was best at (0.1, 0.2, 0.7) (avg 58.78; (0.6, 0.2, 0.2) gave 58.76).
+    alpha_ori: float = 0.1
+    alpha_perc: float = 0.2
+    alpha_reas: float = 0.7
+    # b equal-frequency buckets by rank of the prompts' confidence; 12 was best in the paper's sweep (4..48).
+    num_reasoning_buckets: int = 12
+    # inner cut points of the 3 perceptual buckets as rank fractions over the batch's prompts (25th/75th pct)
+    perceptual_quantiles: tuple = (0.25, 0.75)
+    # fixed thresholds on visual entropy (e.g. dataset quantiles) instead of batch ranks; null = batch ranks
+    perceptual_thresholds: tuple | None = None
+    # a response's confidence: "mean" (per-token mean log-prob; the paper's text) or "sum" (its Eq. 14)
+    confidence: str = "mean"
+    # where the prompt's visual entropy is read (written by `python -m verl_difficulty.visual_entropy`)
+    entropy_key: str = "extra_info.visual_entropy"
+    # ours: zero-variance groups (advantage 0 anyway) stay out of the bucket populations, as in the paper
+    include_zero_variance_groups: bool = False
+    # ours: a bucket pooling fewer rewards than this (or with std 0) falls back to the group's own std
+    min_bucket_size: int = 2
+    epsilon: float = 1e-6
+
+    def __post_init__(self):
+        object.__setattr__(self, "perceptual_quantiles", _as_tuple(self.perceptual_quantiles, "perceptual_quantiles"))
+        object.__setattr__(self, "perceptual_thresholds",
+                           _as_tuple(self.perceptual_thresholds, "perceptual_thresholds"))
+        for key in ("alpha_ori", "alpha_perc", "alpha_reas"):
+            value = getattr(self, key)
+            if not _finite_number(value) or value < 0:
+                raise ConfigError(f"algorithm.durian.{key}={value!r} must be a finite number >= 0 (paper: 0.1 / 0.2 / 0.7)")
+        if self.alpha_ori + self.alpha_perc + self.alpha_reas <= 0:
+            raise ConfigError("algorithm.durian.alpha_ori + alpha_perc + alpha_reas must be > 0 (paper: 0.1 / 0.2 / 0.7)")
+        if isinstance(self.num_reasoning_buckets, bool) or not isinstance(self.num_reasoning_buckets, int) \
+                or self.num_reasoning_buckets < 1:
+            raise ConfigError(
+                f"algorithm.durian.num_reasoning_buckets={self.num_reasoning_buckets!r} must be an integer >= 1 "
+                "(paper: 12)")
+        quantiles = self.perceptual_quantiles
+        if len(quantiles) != 2 or not all(_finite_number(q) and 0 < q < 1 for q in quantiles) \
+                or not quantiles[0] < quantiles[1]:
+            raise ConfigError(
+                f"algorithm.durian.perceptual_quantiles={list(quantiles)!r} must be two increasing fractions in "
+                "(0, 1), e.g. [0.25,0.75]")
+        thresholds = self.perceptual_thresholds
+        if thresholds is not None and (len(thresholds) != 2 or not all(_finite_number(t) for t in thresholds)
+                                       or not thresholds[0] < thresholds[1]):
+            raise ConfigError(
+                f"algorithm.durian.perceptual_thresholds={list(thresholds)!r} must be two increasing numbers "
+                "(visual-entropy cut points), or null for batch quantiles")
+        if self.confidence not in ("mean", "sum"):
+            raise ConfigError(f"algorithm.durian.confidence={self.confidence!r} must be mean (default) or sum")
+        if not isinstance(self.entropy_key, str) or not self.entropy_key:
+            raise ConfigError(f"algorithm.durian.entropy_key={self.entropy_key!r} must be a field name, e.g. "
+                              "extra_info.visual_entropy")
+        if not isinstance(self.include_zero_variance_groups, bool):
+            raise ConfigError("algorithm.durian.include_zero_variance_groups must be true or false")
+        if isinstance(self.min_bucket_size, bool) or not isinstance(self.min_bucket_size, int) or self.min_bucket_size < 2:
+            raise ConfigError(f"algorithm.durian.min_bucket_size={self.min_bucket_size!r} must be an integer >= 2 "
+                              "(a std needs two rewards)")
+        if not _finite_number(self.epsilon) or self.epsilon <= 0:
+            raise ConfigError(f"algorithm.durian.epsilon={self.epsilon!r} must be a finite number > 0 (default 1e-6)")
+
+    @property
+    def alphas(self) -> tuple[float, float, float]:
+        return (float(self.alpha_ori), float(self.alpha_perc), float(self.alpha_reas))
+
+    @classmethod
+    def from_algorithm(cls, algorithm: Any) -> "DurianConfig":
+        return _build(cls, "durian", section(algorithm, "durian"))

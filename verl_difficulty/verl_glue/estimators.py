@@ -16,15 +16,25 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
+from verl_difficulty.core.durian import durian_scores
 from verl_difficulty.core.g2rpo import g2rpo_scores
-from verl_difficulty.core.groups import factorize, vector_math
+from verl_difficulty.core.groups import factorize, first_index, vector_math
+from verl_difficulty.core.tokens import masked_row_sums
 from verl_difficulty.verl_glue import metrics
-from verl_difficulty.verl_glue.config import G2RPOConfig
-from verl_difficulty.verl_glue.fields import check_finite_rewards, field_for_key, read_labels, valid_rows
+from verl_difficulty.verl_glue.config import DurianConfig, G2RPOConfig
+from verl_difficulty.verl_glue.fields import (
+    FIELD_OLD_LOG_PROBS,
+    FieldError,
+    check_finite_rewards,
+    field_for_key,
+    read_labels,
+    read_numbers,
+    valid_rows,
+)
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ESTIMATORS", "compute_g2rpo_advantage", "register_estimators"]
+__all__ = ["ESTIMATORS", "compute_durian_advantage", "compute_g2rpo_advantage", "register_estimators"]
 
 
 def _require_uid(index: Any, estimator: str) -> None:
@@ -112,8 +122,128 @@ def _g2rpo_fields(config: Any) -> set[str]:
 
 compute_g2rpo_advantage.required_fields = _g2rpo_fields  # type: ignore[attr-defined]
 
+def compute_durian_advantage(
+    token_level_rewards: torch.Tensor,
+    response_mask: torch.Tensor,
+    index: Optional[np.ndarray] = None,
+    config: Any = None,
+    batch: Any = None,
+    non_tensor_batch: Optional[dict] = None,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Durian (arXiv 2602.21743): difficulty-aware group normalization.
+
+    Keeps each prompt's mean reward but divides by the std pooled over all rollouts of prompts of
+    similar difficulty: 3 perceptual buckets by the image's visual entropy (``extra_info.visual_entropy``,
+    written offline by ``python -m verl_difficulty.visual_entropy``) and b reasoning buckets by the
+    prompt's confidence (mean token log-prob of its rollouts under the rollout policy, read from
+    ``batch["old_log_probs"]``: no extra forward pass); the GRPO, perceptual and reasoning terms are
+    mixed with α = (0.1, 0.2, 0.7) by default. Settings: ``algorithm.durian.*``
+    (:class:`~verl_difficulty.verl_glue.config.DurianConfig`).
+
+    Returns:
+        (advantages, returns), both [B, T], equal, multiplied by the response mask.
+    """
+    settings = DurianConfig.from_algorithm(config)
+    _require_uid(index, "durian")
+    log_probs = _old_log_probs(batch, response_mask)
+    with torch.no_grad():
+        scores = token_level_rewards.sum(dim=-1)  # one pass over [B, T] rewards
+        log_prob_sum, length = masked_row_sums(log_probs, response_mask)  # one pass over log-probs and mask
+        with vector_math(scores.device):
+            valid = length > 0
+            check_finite_rewards(scores, valid, index, "durian")
+            confidence = log_prob_sum / length.clamp_min(1) if settings.confidence == "mean" else log_prob_sum
+            check_finite_rewards(confidence, valid, index, "durian (confidence from old_log_probs)")
+            group_ids, uids = factorize(index, device=scores.device)
+            # visual entropy is a property of the prompt: read it from one valid row per prompt
+            first = first_index(torch.where(valid, group_ids, len(uids)), len(uids) + 1)[:-1]
+            present = (first < len(valid)).cpu().numpy()
+            prompt_rows = first.cpu().numpy()[present]
+            prompt_entropy = np.full(len(uids), np.nan)
+            prompt_entropy[present] = read_numbers(non_tensor_batch, settings.entropy_key, index,
+                                                   valid.cpu().numpy(), setting="algorithm.durian.entropy_key",
+                                                   rows=prompt_rows)
+            _warn_if_no_visual_entropy(prompt_entropy[present], settings.entropy_key)
+            result = durian_scores(
+                scores,
+                group_ids,
+                valid,
+                torch.from_numpy(prompt_entropy).to(scores.device)[group_ids],
+                confidence,
+                alphas=settings.alphas,
+                num_reasoning_buckets=settings.num_reasoning_buckets,
+                perceptual_quantiles=settings.perceptual_quantiles,
+                perceptual_thresholds=settings.perceptual_thresholds,
+                include_zero_variance_groups=settings.include_zero_variance_groups,
+                min_bucket_size=settings.min_bucket_size,
+                epsilon=settings.epsilon,
+            )
+            _post_durian_metrics(scores, valid, result)
+        advantages = result.advantages.unsqueeze(-1) * response_mask  # one pass over the mask
+    return advantages, advantages
+
+
+def _old_log_probs(batch: Any, response_mask: torch.Tensor) -> torch.Tensor:
+    keys = batch.keys() if batch is not None else ()
+    if FIELD_OLD_LOG_PROBS not in keys:
+        raise FieldError(
+            "durian reads each response's confidence from batch['old_log_probs'] (the rollout policy's token "
+            "log-probs, computed by verl before advantages), but the batch has none"
+            + ("" if batch is not None else " (verl passed no batch: the verl-difficulty field seam is not active)")
+            + ". Keep verl's old-log-prob step on (it is on in every PPO/GRPO run)."
+        )
+    log_probs = batch[FIELD_OLD_LOG_PROBS]
+    if log_probs.shape != response_mask.shape:
+        raise FieldError(f"durian: batch['old_log_probs'] has shape {tuple(log_probs.shape)} but the response mask "
+                         f"has {tuple(response_mask.shape)}; they must align token by token")
+    return log_probs
+
+
+_warned_no_entropy = False
+
+
+def _warn_if_no_visual_entropy(prompt_entropy: np.ndarray, key: str) -> None:
+    """All prompts lacking visual entropy is far more likely a forgotten preprocessing step than a
+    text-only dataset: say so once, loudly (the perceptual term then equals the GRPO term)."""
+    global _warned_no_entropy
+    if not _warned_no_entropy and prompt_entropy.size and np.isnan(prompt_entropy).all():
+        _warned_no_entropy = True
+        logger.warning(
+            "durian: no sample in the batch has %s, so the perceptual term falls back to GRPO for all of them. "
+            "Compute it once with `python -m verl_difficulty.visual_entropy IN.parquet OUT.parquet` (README).", key)
+
+
+def _post_durian_metrics(scores: torch.Tensor, valid: torch.Tensor, result) -> None:
+    rows = valid.nonzero().squeeze(-1)
+    if rows.numel() == 0:
+        return
+    out = {
+        "durian/zero_variance_frac": float(result.zero_variance[rows].float().mean()),
+        "durian/perceptual_fallback_frac": float(result.perceptual_fallback[rows].float().mean()),
+        "durian/reasoning_fallback_frac": float(result.reasoning_fallback[rows].float().mean()),
+        "durian/no_image_frac": float((result.perceptual_bucket[rows] < 0).float().mean()
+                                      - result.zero_variance[rows].float().mean()),
+    }
+    for name, std, size, reward_mean in (
+        ("perceptual", result.perceptual_std, result.perceptual_size, result.perceptual_reward_mean),
+        ("reasoning", result.reasoning_std, result.reasoning_size, result.reasoning_reward_mean),
+    ):
+        for k, (s, n, m) in enumerate(zip(std.tolist(), size.tolist(), reward_mean.tolist())):
+            out[f"durian/{name}/{k}/size"] = float(n)
+            out[f"durian/{name}/{k}/std"] = float(s)
+            out[f"durian/{name}/{k}/reward_mean"] = float(m)
+    metrics.post(out)
+
+
+def _durian_fields(config: Any) -> set[str]:
+    return {field_for_key(DurianConfig.from_algorithm(config).entropy_key), FIELD_OLD_LOG_PROBS}
+
+
+compute_durian_advantage.required_fields = _durian_fields  # type: ignore[attr-defined]
+
 # name -> adapter; every name here is registered in verl's ADV_ESTIMATOR_REGISTRY.
-ESTIMATORS: dict[str, Callable] = {"g2rpo": compute_g2rpo_advantage}
+ESTIMATORS: dict[str, Callable] = {"g2rpo": compute_g2rpo_advantage, "durian": compute_durian_advantage}
 
 
 def register_estimators(core_algos) -> None:

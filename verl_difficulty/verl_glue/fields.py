@@ -31,7 +31,9 @@ __all__ = [
     "ALL_FIELDS",
     "FieldError",
     "field_for_key",
+    "read_column",
     "read_labels",
+    "read_numbers",
     "valid_rows",
     "check_finite_rewards",
 ]
@@ -63,18 +65,13 @@ def _uid_of(uids: Any, row: int) -> str:
     return str(uids[row]) if uids is not None and row < len(uids) else f"#{row}"
 
 
-def read_labels(
-    non_tensor_batch: Mapping[str, Any] | None,
-    key: str,
-    uids: Any,
-    valid: np.ndarray,
-    *,
-    setting: str,
-) -> np.ndarray:
-    """One label per row from ``data_source``, ``extra_info.<field>`` or a top-level column.
+def read_column(
+    non_tensor_batch: Mapping[str, Any] | None, key: str, *, setting: str, rows: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The raw per-row values of ``data_source``, ``extra_info.<field>`` or a top-level column.
 
-    ``valid`` marks rows that must have a label (padding rows may carry anything). ``setting`` names
-    the config key that chose ``key``, for the error message.
+    Returns ``(values, extra_info_column_or_None)``; a row without the field gives None. ``rows``
+    restricts the read to those row indices. ``setting`` names the config key that chose ``key``.
     """
     if non_tensor_batch is None:
         raise FieldError(
@@ -93,21 +90,69 @@ def read_labels(
             f"file, or point {setting} at a field your data has (e.g. data_source, extra_info.<field>)."
         )
     column = np.asarray(non_tensor_batch[column_name], dtype=object)
+    if rows is not None:
+        column = column[rows]
     if sub is None:
-        labels = column
-    else:
-        # dict.get on every row: a C-level map, no Python bytecode per sample.
-        labels = np.fromiter(map(_get_or_none(sub), column), dtype=object, count=len(column))
+        return column, None
+    # dict.get on every row: a C-level map, no Python bytecode per sample.
+    return np.fromiter(map(_get_or_none(sub), column), dtype=object, count=len(column)), column
+
+
+def read_labels(
+    non_tensor_batch: Mapping[str, Any] | None,
+    key: str,
+    uids: Any,
+    valid: np.ndarray,
+    *,
+    setting: str,
+) -> np.ndarray:
+    """One label per row; every ``valid`` row must have one (padding rows may carry anything)."""
+    labels, extra_info = read_column(non_tensor_batch, key, setting=setting)
     missing = pd.isna(pd.Series(labels, dtype=object)).to_numpy() & valid
     if missing.any():
         row = int(np.flatnonzero(missing)[0])
         raise FieldError(
             f"{setting}={key!r}: sample uid={_uid_of(uids, row)} (row {row}, {int(missing.sum())} rows in all) "
             f"has no value for {key!r}"
-            + (f" (its extra_info is {column[row]!r})" if sub is not None else "")
+            + (f" (its extra_info is {extra_info[row]!r})" if extra_info is not None else "")
             + f". Give every row a {key} value in the dataset, or choose another {setting}."
         )
     return labels
+
+
+def read_numbers(
+    non_tensor_batch: Mapping[str, Any] | None,
+    key: str,
+    uids: Any,
+    valid: np.ndarray,
+    *,
+    setting: str,
+    rows: np.ndarray | None = None,
+) -> np.ndarray:
+    """One float per row (per row of ``rows`` if given), NaN where the row has no value; a value that is
+    not a number is an error naming the sample."""
+    raw, _ = read_column(non_tensor_batch, key, setting=setting, rows=rows)
+    if rows is not None:
+        uids, valid = np.asarray(uids, dtype=object)[rows], valid[rows]
+    if set(map(type, raw)) <= _NUMBER_TYPES:  # the usual case: one C-level pass, no per-row Python
+        return np.array(raw, dtype=np.float64)
+    series = pd.Series(raw, dtype=object)
+    numbers = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64)
+    wrong_type = np.fromiter((type(v) not in _NUMBER_TYPES for v in raw), dtype=bool, count=len(raw))
+    bad = wrong_type & series.notna().to_numpy() & valid
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        row = int(rows[first]) if rows is not None else first
+        raise FieldError(
+            f"{setting}={key!r}: sample uid={_uid_of(uids, first)} (row {row}, {int(bad.sum())} rows in all) has "
+            f"{key}={raw[first]!r}, which is not a number. Store a float there (or leave it out for rows it does "
+            "not apply to)."
+        )
+    return np.where(wrong_type, np.nan, numbers)  # invalid (padding) rows may carry anything
+
+
+# what a numeric dataset column holds after parquet -> pandas -> verl (None where the row has no value)
+_NUMBER_TYPES = {float, int, type(None), np.float64, np.float32, np.int64, np.int32}
 
 
 class _get_or_none:

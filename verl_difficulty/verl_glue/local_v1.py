@@ -60,8 +60,8 @@ class LocalV1Advantage:
         """Write every row as the agent loop does; returns the TransferQueue keys in row order.
 
         Padding rows (all-zero mask) are written like verl's padding_utils writes them: a one-token
-        response with a zero mask. old_log_probs and entropy are written afterwards, jagged, as
-        ``PPOTrainer._compute_old_log_prob`` does.
+        response with a zero mask. old_log_probs (the batch's) and entropy (random) are written
+        afterwards, jagged, as ``PPOTrainer._compute_old_log_prob`` does.
         """
         import transfer_queue as tq
         from tensordict import TensorDict
@@ -94,7 +94,7 @@ class LocalV1Advantage:
             })
             tags.append({"status": "success", "prompt_len": 4, "response_len": width, "seq_len": 4 + width,
                          "global_steps": 1, "min_global_steps": None, "max_global_steps": None})
-            log_probs.append(-torch.rand(width, generator=generator))
+            log_probs.append(batch.old_log_probs[i, :width].clone())
             entropies.append(torch.rand(width, generator=generator))
         tq.kv_batch_put(keys=keys, partition_id=PARTITION, fields=list_of_dict_to_tensordict(rows), tags=tags)
         tq.kv_batch_put(keys=keys, partition_id=PARTITION, fields=TensorDict({

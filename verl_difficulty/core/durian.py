@@ -1,0 +1,223 @@
+"""Durian advantages: difficulty-aware group normalization.
+
+Paper: "Enhancing Multi-Modal LLMs Reasoning via Difficulty-Aware Group Normalization", arXiv 2602.21743.
+No public code exists, so this is the reference implementation; every choice beyond the paper is marked
+"choice:" below and documented in docs/durian.md.
+
+GRPO divides by the std of one prompt's G rewards, which is tiny for extreme groups (1 or 7 of 8
+correct) and blows their advantages up. Durian keeps each prompt's MEAN but takes the STD from every
+rollout of every prompt of similar difficulty: prompts are bucketed by perceptual complexity (the
+image's visual entropy: 3 buckets at the 25th / 75th percentiles) and, independently, by reasoning
+uncertainty (model confidence: b equal-frequency buckets), and the three advantages are mixed:
+
+    A = α_ori·(r − μ_s)/(σ_s + ε) + α_perc·(r − μ_s)/(σ_perc(s) + ε) + α_reas·(r − μ_s)/(σ_reas(s) + ε)
+
+Pure functions over flat [N] vectors (one entry per response) and [S] vectors (one per prompt).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from verl_difficulty.core.groups import (
+    compact_ids,
+    segment_count,
+    segment_mean,
+    segment_min_max,
+    segment_std,
+    segment_sum,
+)
+
+__all__ = ["DurianResult", "durian_scores", "pooled_bucket_stats", "rank_buckets", "threshold_buckets", "midrank_fraction"]
+
+
+@dataclass(frozen=True)
+class DurianResult:
+    advantages: torch.Tensor  # [N]
+    grpo: torch.Tensor  # [N] the GRPO term alone
+    perceptual_bucket: torch.Tensor  # [N] int64, -1 = no bucket (no image, zero variance, padding)
+    reasoning_bucket: torch.Tensor  # [N] int64, -1 = no bucket
+    perceptual_fallback: torch.Tensor  # [N] bool, the perceptual term used the group's own std
+    reasoning_fallback: torch.Tensor  # [N] bool
+    perceptual_std: torch.Tensor  # [num perceptual buckets] pooled std (0 where empty)
+    reasoning_std: torch.Tensor  # [num reasoning buckets]
+    perceptual_size: torch.Tensor  # [num perceptual buckets] rewards pooled
+    reasoning_size: torch.Tensor
+    perceptual_reward_mean: torch.Tensor  # [num perceptual buckets] mean pooled reward
+    reasoning_reward_mean: torch.Tensor
+    zero_variance: torch.Tensor  # [N] bool, row belongs to a group whose rewards are all equal (or 1 response)
+
+
+def midrank_fraction(values: torch.Tensor) -> torch.Tensor:
+    """(tie-averaged rank − ½) / n for each value: in (0, 1), equal values get equal fractions."""
+    n = values.numel()
+    order = torch.argsort(values, stable=True)
+    sorted_values = values[order]
+    new_run = torch.ones(n, dtype=torch.bool, device=values.device)
+    new_run[1:] = sorted_values[1:] != sorted_values[:-1]
+    run = torch.cumsum(new_run, 0) - 1
+    num_runs = int(run[-1]) + 1 if n else 0
+    position = torch.arange(n, dtype=torch.float64, device=values.device)
+    mean_position = segment_mean(position, run, num_runs)  # 0-based mean position of each tie run
+    fraction = torch.empty(n, dtype=torch.float64, device=values.device)
+    fraction[order] = (mean_position[run] + 0.5) / max(n, 1)
+    return fraction
+
+
+def rank_buckets(values: torch.Tensor, edges: tuple[float, ...]) -> torch.Tensor:
+    """Equal-frequency buckets by rank: bucket k holds the values whose midrank fraction lies in
+    [edges[k-1], edges[k]). Rank-based, so ties share a bucket and no input can crash on an empty bucket
+    (a bucket may simply be empty). ``edges`` are the inner cut points in (0, 1), ascending."""
+    if values.numel() == 0:
+        return torch.zeros(0, dtype=torch.long, device=values.device)
+    fraction = midrank_fraction(values)
+    cuts = torch.tensor(edges, dtype=torch.float64, device=values.device)
+    return torch.bucketize(fraction, cuts, right=True)
+
+
+def threshold_buckets(values: torch.Tensor, thresholds: tuple[float, ...]) -> torch.Tensor:
+    """Buckets by fixed thresholds (ascending): bucket k holds values in [t_{k-1}, t_k)."""
+    cuts = torch.tensor(thresholds, dtype=values.dtype, device=values.device)
+    return torch.bucketize(values, cuts, right=True)
+
+
+def equal_frequency_edges(num_buckets: int) -> tuple[float, ...]:
+    return tuple(k / num_buckets for k in range(1, num_buckets))
+
+
+def durian_scores(
+    rewards: torch.Tensor,
+    group_ids: torch.Tensor,
+    valid: torch.Tensor,
+    visual_entropy: torch.Tensor,
+    confidence: torch.Tensor,
+    alphas: tuple[float, float, float] = (0.1, 0.2, 0.7),
+    num_reasoning_buckets: int = 12,
+    perceptual_quantiles: tuple[float, float] = (0.25, 0.75),
+    perceptual_thresholds: tuple[float, ...] | None = None,
+    include_zero_variance_groups: bool = False,
+    min_bucket_size: int = 2,
+    epsilon: float = 1e-6,
+) -> DurianResult:
+    """Durian advantage of every response.
+
+    Args:
+        rewards: [N] scalar reward per response (finite on valid rows).
+        group_ids: [N] int64 prompt-group id (verl's uid, factorized: codes 0..K-1).
+        valid: [N] bool; False for padding rows (take part in nothing, get 0).
+        visual_entropy: [N] the prompt's visual entropy H, NaN for a sample without an image.
+        confidence: [N] the response's confidence (its mean or summed token log-prob); the prompt's
+            reasoning signal L is the mean over its valid responses.
+        alphas: (α_ori, α_perc, α_reas).
+        num_reasoning_buckets: b, equal-frequency buckets by rank of L over the batch's prompts.
+        perceptual_quantiles: the inner cut points of the 3 perceptual buckets, as rank fractions.
+        perceptual_thresholds: fixed thresholds on H (e.g. dataset quantiles) instead of batch ranks.
+        include_zero_variance_groups: choice: by default a group whose rewards are all equal (its
+            advantage is 0 anyway) is left out of the bucket populations and of the ranking.
+        min_bucket_size: a bucket pooling fewer rewards than this, or with std 0, falls back to the
+            group's own std for its members.
+    """
+    n = rewards.numel()
+    device = rewards.device
+    num_perceptual = (len(perceptual_thresholds) if perceptual_thresholds is not None
+                      else len(perceptual_quantiles)) + 1
+    all_valid = bool(valid.all())
+    rows = None if all_valid else valid.nonzero().squeeze(-1)
+
+    def pick(values: torch.Tensor) -> torch.Tensor:
+        return values if all_valid else values[rows]
+
+    r, group = pick(rewards), pick(group_ids)
+    if group.numel() and int(group.max()) + 1 > 2 * group.numel():  # sparse ids: renumber
+        group, num_groups = compact_ids(group)
+    else:
+        num_groups = int(group.max()) + 1 if group.numel() else 0
+
+    # per-prompt statistics; ids seen only on padding rows have count 0 and join nothing
+    count = segment_count(group, num_groups)
+    mean = segment_mean(r, group, num_groups, count)
+    own_std = segment_std(r, group, num_groups, mean=mean, count=count)
+    lo, hi = segment_min_max(r, group, num_groups)
+    zero_variance_prompt = (count <= 1) | (lo == hi)
+    eligible = (count > 0) if include_zero_variance_groups else ~zero_variance_prompt
+    prompt_entropy = segment_mean(pick(visual_entropy).to(torch.float64), group, num_groups, count)  # NaN: no image
+    prompt_confidence = segment_mean(pick(confidence).to(torch.float64), group, num_groups, count)
+
+    # bucket of every prompt (-1 = none), by rank among eligible prompts (perceptual: those with an image)
+    perceptual_prompt = torch.full((num_groups,), -1, dtype=torch.long, device=device)
+    ranked = (eligible & torch.isfinite(prompt_entropy)).nonzero().squeeze(-1)
+    if ranked.numel():
+        perceptual_prompt[ranked] = (
+            threshold_buckets(prompt_entropy[ranked], tuple(perceptual_thresholds))
+            if perceptual_thresholds is not None
+            else rank_buckets(prompt_entropy[ranked], tuple(perceptual_quantiles))
+        )
+    reasoning_prompt = torch.full((num_groups,), -1, dtype=torch.long, device=device)
+    ranked = eligible.nonzero().squeeze(-1)
+    if ranked.numel():
+        reasoning_prompt[ranked] = rank_buckets(prompt_confidence[ranked], equal_frequency_edges(num_reasoning_buckets))
+
+    def denominator(prompt_bucket: torch.Tensor, num_buckets: int):
+        size, bucket_mean, std = pooled_bucket_stats(prompt_bucket, count, mean, own_std, num_buckets)
+        usable = (size >= min_bucket_size) & (std > 0)
+        safe = prompt_bucket.clamp_min(0)
+        pooled = (prompt_bucket >= 0) & usable[safe]
+        # choice: prompts outside every bucket (no image; zero-variance groups, numerator 0) use their own std
+        return torch.where(pooled, std[safe].to(own_std.dtype), own_std), pooled, size, bucket_mean, std
+
+    perc_den, perc_pooled, perc_size, perc_mean, perc_std = denominator(perceptual_prompt, num_perceptual)
+    reas_den, reas_pooled, reas_size, reas_mean, reas_std = denominator(reasoning_prompt, num_reasoning_buckets)
+
+    alpha_ori, alpha_perc, alpha_reas = alphas
+    grpo_scale = 1.0 / (own_std + epsilon)
+    # one coefficient per prompt, one gather per response: A = (r - μ_s) · Σ_k α_k / (σ_k(s) + ε)
+    scale = alpha_ori * grpo_scale + alpha_perc / (perc_den + epsilon) + alpha_reas / (reas_den + epsilon)
+    centred = r - mean[group]  # 0 for single-response and zero-variance groups
+    advantage = centred * scale[group]
+
+    def full(values: torch.Tensor, fill) -> torch.Tensor:
+        if all_valid:
+            return values
+        out = torch.full((n,), fill, dtype=values.dtype, device=device)
+        out[rows] = values
+        return out
+
+    real = ~zero_variance_prompt
+    return DurianResult(
+        advantages=full(advantage, 0),
+        grpo=full(centred * grpo_scale[group], 0),
+        perceptual_bucket=full(perceptual_prompt[group], -1),
+        reasoning_bucket=full(reasoning_prompt[group], -1),
+        perceptual_fallback=full((real & ~perc_pooled)[group], False),
+        reasoning_fallback=full((real & ~reas_pooled)[group], False),
+        perceptual_std=perc_std,
+        reasoning_std=reas_std,
+        perceptual_size=perc_size,
+        reasoning_size=reas_size,
+        perceptual_reward_mean=perc_mean,
+        reasoning_reward_mean=reas_mean,
+        zero_variance=full(zero_variance_prompt[group], False),
+    )
+
+
+def pooled_bucket_stats(
+    prompt_bucket: torch.Tensor, count: torch.Tensor, mean: torch.Tensor, own_std: torch.Tensor, num_buckets: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Size, mean and unbiased std of all rewards pooled per bucket, from per-prompt statistics.
+
+    Law of total variance on [S] prompt vectors instead of a pass over the [N] rewards:
+    (N_a − 1)·var_a = Σ_s (n_s − 1)·var_s + Σ_s n_s·(μ_s − μ_a)². Prompts with bucket −1 are left out.
+    Computed in float64. Returns (size [B], mean [B], std [B]); empty buckets have size 0 and std 0.
+    """
+    slots = num_buckets + 1
+    slot = prompt_bucket + 1  # slot 0 collects the prompts outside every bucket and is dropped
+    n = count.to(torch.float64)
+    mu = mean.to(torch.float64)
+    size = segment_sum(n, slot, slots)
+    bucket_mean = segment_sum(n * mu, slot, slots) / size.clamp_min(1)
+    within = segment_sum((n - 1).clamp_min(0) * own_std.to(torch.float64) ** 2, slot, slots)
+    between = segment_sum(n * (mu - bucket_mean[slot]) ** 2, slot, slots)
+    variance = torch.where(size > 1, (within + between) / (size - 1).clamp_min(1), torch.zeros_like(size))
+    return size[1:], bucket_mean[1:], variance.clamp_min(0).sqrt()[1:]
