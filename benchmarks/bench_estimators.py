@@ -3,8 +3,8 @@
 Every estimator is called exactly as verl calls it (the function registered in verl's
 ADV_ESTIMATOR_REGISTRY, same tensors, verl's uuid-string uids), so each timing covers the whole
 estimator: the reduction over the [batch, tokens] rewards, grouping, the statistics, the broadcast back
-to [batch, tokens], and (for ours) reading the per-sample fields, durian's pass over old_log_probs, and
-posting metrics. Calls are interleaved
+to [batch, tokens], and (for ours) reading the per-sample fields, durian's pass over old_log_probs,
+diva_grpo's difficulty-tracker update, and posting metrics. Calls are interleaved
 round-robin in a rotating order so drift in machine load and allocator state hit every estimator alike;
 the median is reported, and ratios
 (not absolute times) are the result.
@@ -30,7 +30,7 @@ from verl_difficulty.synthetic import make_batch  # noqa: E402
 
 DEFAULT_SHAPES = "512x8x2048,2048x16x4096"
 BASELINES = ("grpo", "grpo_vectorized")
-OURS = ("g2rpo", "durian")
+OURS = ("g2rpo", "durian", "diva_grpo")
 
 
 def parse_shape(text: str) -> tuple[int, int, int]:
@@ -55,8 +55,10 @@ def time_shape(shape, estimators, repeats: int, device: torch.device, seed: int)
         "index": batch.uid,
     }
     # what the seam hands our estimators: verl's batch (old_log_probs for durian) and the per-sample columns
+    # (diva_grpo: reward extra info "acc" for its tracker; every prompt is its own problem here)
+    non_tensor_batch = {**batch.non_tensor_batch(), "acc": (batch.scores > 0.5).cpu().numpy().astype(object)}
     ours_kwargs = {**kwargs, "config": config, "batch": {"old_log_probs": batch.old_log_probs},
-                   "non_tensor_batch": batch.non_tensor_batch()}
+                   "non_tensor_batch": non_tensor_batch}
     calls = {
         name: (core_algos.get_adv_estimator_fn(name), ours_kwargs if name in OURS else kwargs) for name in estimators
     }

@@ -164,3 +164,88 @@ def reference_durian(rewards, uids, valid, entropy, confidence, alphas=(0.1, 0.2
             c = rewards[i] - mean[g]
             out[i] = alphas[0] * c / (own[g] + eps) + alphas[1] * c / (sp + eps) + alphas[2] * c / (sr + eps)
     return out
+
+
+def reference_diva(rewards, uids, problems, difficulty, valid, lengths, batch_norm="response", rrb="paper",
+                   reward_range=1.0, kappa=0.1, local_weight=1.0, global_weight=1.0, eps=1e-6):
+    """DIVA-GRPO per the spec, with dictionaries and loops."""
+    import math
+    import statistics
+
+    rows = [i for i in range(len(rewards)) if valid[i]]
+
+    def z_scores(key):
+        groups = defaultdict(list)
+        for i in rows:
+            groups[key[i]].append(i)
+        z, single = {}, set()
+        for members in groups.values():
+            if len(members) == 1:
+                single.add(members[0])
+                z[members[0]] = 0.0
+                continue
+            vals = [rewards[i] for i in members]
+            m, s = sum(vals) / len(vals), statistics.stdev(vals)
+            for i in members:
+                z[i] = (rewards[i] - m) / (s + eps)
+        return z, single, groups
+
+    def normalise(z, single):
+        members = [i for i in rows if i not in single]
+        out = {i: 0.0 for i in rows}
+        if not members:
+            return out
+        if batch_norm == "response":
+            m = sum(z[i] for i in members) / len(members)
+            s = math.sqrt(sum((z[i] - m) ** 2 for i in members) / len(members))
+        else:  # every entry of the padded [rows, T_max] tensor, zeros included, torch.std (unbiased)
+            t_max = max(max(lengths[i] for i in rows), 1)
+            entries = [z[i] for i in members for _ in range(lengths[i])]
+            entries += [0.0] * (len(members) * t_max - len(entries))
+            m = sum(entries) / len(entries)
+            s = math.sqrt(sum((e - m) ** 2 for e in entries) / max(len(entries) - 1, 1))
+        for i in members:
+            out[i] = (z[i] - m) / (s + eps)
+        return out
+
+    def scale(groups):
+        out = {}
+        for members in groups.values():
+            vals = [rewards[i] for i in members]
+            if rrb == "paper":
+                f = (max(vals) - min(vals)) / reward_range
+            elif rrb == "code":
+                f = 0.1 if max(vals) < 0.15 else 1.0
+            else:
+                f = 1.0
+            for i in members:
+                out[i] = f
+        return out
+
+    zl, sl, lg = z_scores(uids)
+    zg, sg, gg = z_scores(problems)
+    local, glob = normalise(zl, sl), normalise(zg, sg)
+    mean_d = {p: sum(difficulty[i] for i in m) / len(m) for p, m in gg.items()}
+    for i in rows:
+        sign = (glob[i] > 0) - (glob[i] < 0)
+        glob[i] *= math.exp(kappa * (difficulty[i] - mean_d[problems[i]]) * sign)
+    ls, gs = scale(lg), scale(gg)
+    out = [0.0] * len(rewards)
+    for i in rows:
+        out[i] = local_weight * local[i] * ls[i] + global_weight * glob[i] * gs[i]
+    return out
+
+
+def reference_step_table(d, a):
+    """The released code's tracker rule, written as the table reads."""
+    if a <= 0.05:
+        step = 2
+    elif a <= 0.3:
+        step = 1
+    elif a <= 0.5:
+        step = 0
+    elif a <= 0.7:
+        step = -1
+    else:
+        step = -2
+    return min(9.0, max(1.0, d + step))

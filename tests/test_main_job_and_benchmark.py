@@ -30,6 +30,6 @@ def test_benchmark_prints_ratios_for_every_estimator():
     assert out.returncode == 0, out.stdout + out.stderr
     rows = re.findall(r"^(\d+x\d+x\d+)\s+(\w+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$", out.stdout, re.M)
     assert {(shape, name) for shape, name, *_ in rows} == {
-        (s, e) for s in ("16x4x32", "8x8x16") for e in ("grpo", "grpo_vectorized", "g2rpo", "durian")}
+        (s, e) for s in ("16x4x32", "8x8x16") for e in ("grpo", "grpo_vectorized", "g2rpo", "durian", "diva_grpo")}
     assert all(float(vs_vec) == 1.0 for _, name, _, vs_vec, _ in rows if name == "grpo_vectorized")
     assert "worst ratio of ours to grpo_vectorized" in out.stdout

@@ -1,5 +1,6 @@
 """Hydra config (overrides without "+"), defaults by name alone, and loud plugin-load failures."""
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -9,7 +10,7 @@ import pytest
 from hydra import compose, initialize_config_dir, initialize_config_module
 
 from verl_difficulty.config import CONFIG_DIR, TRAINER_CONFIG_NAME
-from verl_difficulty.verl_glue.config import DurianConfig, G2RPOConfig
+from verl_difficulty.verl_glue.config import DivaConfig, DurianConfig, G2RPOConfig
 
 
 def test_shipped_config_extends_ppo_trainer_and_takes_overrides_without_plus():
@@ -29,6 +30,19 @@ def test_shipped_defaults_equal_the_dataclass_defaults():
         cfg = compose(config_name=TRAINER_CONFIG_NAME)
     assert G2RPOConfig.from_algorithm(cfg.algorithm) == G2RPOConfig()
     assert DurianConfig.from_algorithm(cfg.algorithm) == DurianConfig()
+    diva = DivaConfig.from_algorithm(cfg.algorithm)
+    assert diva.tracker_path == f"{cfg.trainer.default_local_dir}/verl_difficulty/diva_tracker.json"
+    assert dataclasses.replace(diva, tracker_path=None) == DivaConfig()
+
+
+def test_diva_overrides_without_plus():
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base=None):
+        cfg = compose(config_name=TRAINER_CONFIG_NAME, overrides=[
+            "algorithm.adv_estimator=diva_grpo", "algorithm.diva.rrb=code", "algorithm.diva.tracker_rule=step_table",
+            "trainer.default_local_dir=/tmp/run1"])
+    settings = DivaConfig.from_algorithm(cfg.algorithm)
+    assert settings.rrb == "code" and settings.tracker_rule == "step_table"
+    assert settings.tracker_path == "/tmp/run1/verl_difficulty/diva_tracker.json"
 
 
 def test_durian_overrides_without_plus():

@@ -105,3 +105,29 @@ def test_durian_on_v1_reads_visual_entropy_and_old_log_probs_from_transfer_queue
     want = reference_durian(batch.scores.tolist(), list(batch.uid), valid, entropy, confidence, b=4)
     assert per_row.tolist() == pytest.approx(want, abs=1e-5)
     assert metrics["durian/perceptual/1/size"] > 0 and "durian/reasoning/3/std" in metrics
+
+
+def test_diva_on_v1_reads_problem_ids_difficulty_and_accuracy_from_transfer_queue(v1):
+    from support import reference_diva
+
+    from verl_difficulty.verl_glue import diva_tracker
+
+    diva_tracker.TRACKER.__init__()
+    batch = make_batch(num_prompts=12, group_size=4, response_length=5, seed=13, padding_rows=2)
+    uids = sorted(set(batch.uid[batch.response_mask.sum(-1) > 0]))
+    problem_of = {u: f"problem{i // 2}" for i, u in enumerate(uids)}  # pairs of prompts: original + variant
+    difficulty_of = {u: 3.0 + 2 * (i % 2) for i, u in enumerate(uids)}
+    for i, u in enumerate(batch.uid):
+        key = u if u in problem_of else uids[0]  # padding rows copy the first row's fields, as verl does
+        batch.extra_info[i] = {"problem_id": problem_of[key], "difficulty": difficulty_of[key]}
+    keys = v1.put_batch(batch, reward_extra_info=[{"acc": float(s > 0.5)} for s in batch.scores.tolist()])
+    advantages, metrics = v1.compute(keys, "diva_grpo", rollout_n=4)
+    mask = batch.response_mask
+    per_row = to_width(advantages, mask.shape[1]).sum(-1) / mask.sum(-1).clamp_min(1)
+    valid = (mask.sum(-1) > 0).tolist()
+    problems = [info["problem_id"] for info in batch.extra_info]
+    diffs = [info["difficulty"] for info in batch.extra_info]
+    want = reference_diva(batch.scores.tolist(), list(batch.uid), problems, diffs, valid, [1] * len(valid))
+    assert per_row.tolist() == pytest.approx(want, abs=1e-5)
+    assert metrics["diva/tracker/problems"] == 6 and metrics["diva/singleton_global_frac"] == 0.0
+    diva_tracker.TRACKER.__init__()

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 from verl_difficulty.core.g2rpo import MODES
 
-__all__ = ["ConfigError", "DurianConfig", "G2RPOConfig", "section"]
+__all__ = ["ConfigError", "DivaConfig", "DurianConfig", "G2RPOConfig", "section"]
 
 
 class ConfigError(ValueError):
@@ -180,3 +180,61 @@ class DurianConfig:
     @classmethod
     def from_algorithm(cls, algorithm: Any) -> "DurianConfig":
         return _build(cls, "durian", section(algorithm, "durian"))
+
+
+@dataclasses.dataclass(frozen=True)
+class DivaConfig:
+    """``algorithm.diva.*`` (DIVA-GRPO, arXiv 2603.01106). Modes are named after what they do."""
+
+    # A = local_weight * local term + global_weight * global term (paper: 1.0 / 1.0)
+    local_weight: float = 1.0
+    global_weight: float = 1.0
+    # difficulty weighting of the global term: exp(kappa * (D_i - mean D of the problem) * sign(A))
+    kappa: float = 0.1
+    # batch normalisation of each term: "response" (paper: over responses) or "padded_tokens" (released
+    # code: over the padded [batch, tokens] tensor, padding zeros included)
+    batch_norm: str = "response"
+    # reward-range rescaling of local and global groups: "paper" ((max r - min r) / reward_range),
+    # "code" (x0.1 when every reward of the group is below 0.15), "off"
+    rrb: str = "paper"
+    reward_range: float = 1.0
+    # where the problem id (shared by an original and its variants) and the row's difficulty are read
+    problem_id_key: str = "extra_info.problem_id"
+    difficulty_key: str = "extra_info.difficulty"
+    # tracker: "paper" (D += eta * (0.5 - a), continuous) or "step_table" (released code); its signal a is
+    # the problem's mean "accuracy" (reward extra-info key accuracy_key; paper) or overall "reward" (code)
+    tracker_rule: str = "paper"
+    tracker_signal: str = "accuracy"
+    accuracy_key: str = "acc"
+    eta: float = 4.0
+    # the tracker's live snapshot file; null = <trainer.default_local_dir>/verl_difficulty/diva_tracker.json
+    tracker_path: str | None = None
+    epsilon: float = 1e-6
+
+    def __post_init__(self):
+        from verl_difficulty.core.diva import BATCH_NORM_MODES, RRB_MODES, TRACKER_RULES
+
+        for key in ("local_weight", "global_weight", "kappa", "eta"):
+            value = getattr(self, key)
+            if not _finite_number(value) or value < 0:
+                raise ConfigError(f"algorithm.diva.{key}={value!r} must be a finite number >= 0")
+        choices = {"batch_norm": BATCH_NORM_MODES, "rrb": RRB_MODES, "tracker_rule": TRACKER_RULES,
+                   "tracker_signal": ("accuracy", "reward")}
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise ConfigError(f"algorithm.diva.{key}={getattr(self, key)!r} must be one of {', '.join(allowed)} "
+                                  f"(default {getattr(type(self), key)})")
+        if not _finite_number(self.reward_range) or self.reward_range <= 0:
+            raise ConfigError(f"algorithm.diva.reward_range={self.reward_range!r} must be a finite number > 0 "
+                              "(the largest possible reward minus the smallest; 1.0 for rewards in [0, 1])")
+        for key in ("problem_id_key", "difficulty_key", "accuracy_key"):
+            if not isinstance(getattr(self, key), str) or not getattr(self, key):
+                raise ConfigError(f"algorithm.diva.{key}={getattr(self, key)!r} must be a field name")
+        if self.tracker_path is not None and (not isinstance(self.tracker_path, str) or not self.tracker_path):
+            raise ConfigError(f"algorithm.diva.tracker_path={self.tracker_path!r} must be a file path or null")
+        if not _finite_number(self.epsilon) or self.epsilon <= 0:
+            raise ConfigError(f"algorithm.diva.epsilon={self.epsilon!r} must be a finite number > 0")
+
+    @classmethod
+    def from_algorithm(cls, algorithm: Any) -> "DivaConfig":
+        return _build(cls, "diva", section(algorithm, "diva"))

@@ -16,17 +16,20 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
+from verl_difficulty.core.diva import diva_scores
 from verl_difficulty.core.durian import durian_scores
 from verl_difficulty.core.g2rpo import g2rpo_scores
-from verl_difficulty.core.groups import factorize, first_index, vector_math
+from verl_difficulty.core.groups import factorize, first_index, segment_mean, vector_math
 from verl_difficulty.core.tokens import masked_row_sums
 from verl_difficulty.verl_glue import metrics
-from verl_difficulty.verl_glue.config import DurianConfig, G2RPOConfig
+from verl_difficulty.verl_glue.config import DivaConfig, DurianConfig, G2RPOConfig
 from verl_difficulty.verl_glue.fields import (
     FIELD_OLD_LOG_PROBS,
+    FIELD_REWARD_EXTRA_INFO,
     FieldError,
     check_finite_rewards,
     field_for_key,
+    read_column,
     read_labels,
     read_numbers,
     valid_rows,
@@ -34,7 +37,13 @@ from verl_difficulty.verl_glue.fields import (
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ESTIMATORS", "compute_durian_advantage", "compute_g2rpo_advantage", "register_estimators"]
+__all__ = [
+    "ESTIMATORS",
+    "compute_diva_advantage",
+    "compute_durian_advantage",
+    "compute_g2rpo_advantage",
+    "register_estimators",
+]
 
 
 def _require_uid(index: Any, estimator: str) -> None:
@@ -242,8 +251,132 @@ def _durian_fields(config: Any) -> set[str]:
 
 compute_durian_advantage.required_fields = _durian_fields  # type: ignore[attr-defined]
 
+def compute_diva_advantage(
+    token_level_rewards: torch.Tensor,
+    response_mask: torch.Tensor,
+    index: Optional[np.ndarray] = None,
+    config: Any = None,
+    batch: Any = None,
+    non_tensor_batch: Optional[dict] = None,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """DIVA-GRPO (arXiv 2603.01106): local + global advantages with difficulty weighting.
+
+    Local term: GRPO within the prompt row (verl's uid); global term: GRPO within the problem (an
+    original and all its variants share ``extra_info.problem_id``); each is batch-normalised, the global
+    term is weighted by exp(κ·(D − D̄_problem)·sign(A)) with the row's difficulty D from
+    ``extra_info.difficulty``, both get reward-range rescaling, and A = local + global. Every step also
+    updates the per-problem difficulty tracker (see ``diva_tracker.py``). Settings: ``algorithm.diva.*``
+    (:class:`~verl_difficulty.verl_glue.config.DivaConfig`).
+
+    Returns:
+        (advantages, returns), both [B, T], equal, multiplied by the response mask.
+    """
+    from verl_difficulty.verl_glue.diva_tracker import TRACKER
+
+    settings = DivaConfig.from_algorithm(config)
+    _require_uid(index, "diva_grpo")
+    with torch.no_grad():
+        scores = token_level_rewards.sum(dim=-1)
+        # the released code's statistics need response lengths (one more pass over the mask)
+        lengths = response_mask.sum(-1) if settings.batch_norm == "padded_tokens" else None
+        with vector_math(scores.device):
+            valid = valid_rows(response_mask) if lengths is None else lengths > 0
+            check_finite_rewards(scores, valid, index, "diva_grpo")
+            valid_np = valid.cpu().numpy()
+            problems = read_labels(non_tensor_batch, settings.problem_id_key, index, valid_np,
+                                   setting="algorithm.diva.problem_id_key")
+            problem_ids, problem_labels = factorize(problems, device=scores.device)
+            uid_ids, _ = factorize(index, device=scores.device)
+            tracked = torch.from_numpy(TRACKER.lookup(problem_labels)).to(scores.device)
+            difficulty = torch.from_numpy(read_numbers(non_tensor_batch, settings.difficulty_key, index, valid_np,
+                                                       setting="algorithm.diva.difficulty_key")).to(scores.device)
+            # a row without a difficulty (not from DivaDataset) is its problem's tracked difficulty, δ = 0
+            no_difficulty = torch.isnan(difficulty)
+            difficulty = torch.where(no_difficulty, tracked[problem_ids], difficulty)
+            result = diva_scores(
+                scores, uid_ids, problem_ids, difficulty, valid,
+                lengths if lengths is not None else torch.ones_like(scores),
+                batch_norm=settings.batch_norm, rrb=settings.rrb, reward_range=settings.reward_range,
+                kappa=settings.kappa, local_weight=settings.local_weight, global_weight=settings.global_weight,
+                epsilon=settings.epsilon,
+            )
+            signal = scores if settings.tracker_signal == "reward" else _accuracy(non_tensor_batch, settings, index,
+                                                                                  valid_np, scores)
+            tracker_metrics = _update_tracker(TRACKER, settings, signal, problem_ids, problem_labels, valid)
+            _post_diva_metrics(result, valid, no_difficulty, uid_ids, non_tensor_batch, tracker_metrics)
+        advantages = result.advantages.unsqueeze(-1) * response_mask
+    return advantages, advantages
+
+
+def _accuracy(non_tensor_batch, settings: DivaConfig, index, valid_np, scores) -> torch.Tensor:
+    if non_tensor_batch is None or settings.accuracy_key not in non_tensor_batch:
+        raise FieldError(
+            f"algorithm.diva.tracker_signal=accuracy reads the reward extra-info key {settings.accuracy_key!r}, which "
+            "the batch lacks. Return it from your reward function (e.g. {'score': ..., 'acc': ...}), set "
+            "algorithm.diva.accuracy_key to the key it returns, or use algorithm.diva.tracker_signal=reward "
+            "(the released code's signal)."
+        )
+    accuracy = read_numbers(non_tensor_batch, settings.accuracy_key, index, valid_np,
+                            setting="algorithm.diva.accuracy_key", allow_bool=True)
+    missing = np.isnan(accuracy) & valid_np
+    if missing.any():
+        row = int(np.flatnonzero(missing)[0])
+        raise FieldError(f"algorithm.diva.accuracy_key={settings.accuracy_key!r}: sample uid={index[row]} (row {row}) "
+                         "has no accuracy value; the reward function must return it for every sample")
+    return torch.from_numpy(np.nan_to_num(accuracy)).to(scores.device, scores.dtype)
+
+
+def _update_tracker(tracker, settings: DivaConfig, signal, problem_ids, problem_labels, valid) -> dict[str, float]:
+    """The problem's mean signal over all its valid rollouts (original and variants) moves its difficulty."""
+    rows = valid.nonzero().squeeze(-1)
+    if rows.numel() == 0:
+        return {}
+    num = len(problem_labels)
+    count = torch.bincount(problem_ids[rows], minlength=num)
+    mean_signal = segment_mean(signal[rows].double(), problem_ids[rows], num, count)
+    present = (count > 0).cpu().numpy()
+    return tracker.update(np.asarray(problem_labels, dtype=object)[present], mean_signal.cpu().numpy()[present],
+                          settings.tracker_rule, settings.eta)
+
+
+def _post_diva_metrics(result, valid, no_difficulty, uid_ids, non_tensor_batch, tracker_metrics) -> None:
+    rows = valid.nonzero().squeeze(-1)
+    if rows.numel() == 0:
+        return
+    out = dict(tracker_metrics)
+    out["diva/singleton_local_frac"] = float(result.singleton_local[rows].float().mean())
+    out["diva/singleton_global_frac"] = float(result.singleton_global[rows].float().mean())
+    out["diva/local_abs_mean"] = float(result.local[rows].abs().mean())
+    out["diva/global_abs_mean"] = float(result.global_[rows].abs().mean())
+    out["diva/difficulty_weight_mean"] = float(result.difficulty_weight[rows].mean())
+    out["diva/rrb_local_scale_mean"] = float(result.local_scale[rows].mean())
+    out["diva/rrb_global_scale_mean"] = float(result.global_scale[rows].mean())
+    out["diva/difficulty_from_tracker_frac"] = float(no_difficulty[rows].float().mean())
+    # prompts the dataset had to degrade to a duplicate (missing asset): the dataset marks them
+    if non_tensor_batch is not None and "extra_info" in non_tensor_batch:
+        reasons, _ = read_column(non_tensor_batch, "extra_info.diva_fallback", setting="extra_info.diva_fallback")
+        flagged = np.fromiter((bool(r) for r in reasons), dtype=bool, count=len(reasons)) & valid.cpu().numpy()
+        out["diva/variant_fallback_prompts"] = float(np.unique(uid_ids.cpu().numpy()[flagged]).size)
+    metrics.post(out)
+
+
+def _diva_fields(config: Any) -> set[str]:
+    settings = DivaConfig.from_algorithm(config)
+    fields = {field_for_key(settings.problem_id_key), field_for_key(settings.difficulty_key), "extra_info"}
+    if settings.tracker_signal == "accuracy":
+        fields.add(FIELD_REWARD_EXTRA_INFO)
+    return fields
+
+
+compute_diva_advantage.required_fields = _diva_fields  # type: ignore[attr-defined]
+
 # name -> adapter; every name here is registered in verl's ADV_ESTIMATOR_REGISTRY.
-ESTIMATORS: dict[str, Callable] = {"g2rpo": compute_g2rpo_advantage, "durian": compute_durian_advantage}
+ESTIMATORS: dict[str, Callable] = {
+    "g2rpo": compute_g2rpo_advantage,
+    "durian": compute_durian_advantage,
+    "diva_grpo": compute_diva_advantage,
+}
 
 
 def register_estimators(core_algos) -> None:

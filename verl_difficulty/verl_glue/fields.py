@@ -128,17 +128,19 @@ def read_numbers(
     *,
     setting: str,
     rows: np.ndarray | None = None,
+    allow_bool: bool = False,
 ) -> np.ndarray:
     """One float per row (per row of ``rows`` if given), NaN where the row has no value; a value that is
-    not a number is an error naming the sample."""
+    not a number is an error naming the sample. ``allow_bool``: True/False read as 1/0 (accuracies)."""
     raw, _ = read_column(non_tensor_batch, key, setting=setting, rows=rows)
     if rows is not None:
         uids, valid = np.asarray(uids, dtype=object)[rows], valid[rows]
-    if set(map(type, raw)) <= _NUMBER_TYPES:  # the usual case: one C-level pass, no per-row Python
-        return np.array(raw, dtype=np.float64)
+    accepted = _NUMBER_TYPES | _BOOL_TYPES if allow_bool else _NUMBER_TYPES
+    if set(map(type, raw)) <= accepted:  # the usual case: one C-level pass, no per-row Python
+        return np.array(raw, dtype=np.float64)  # None -> NaN
     series = pd.Series(raw, dtype=object)
     numbers = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64)
-    wrong_type = np.fromiter((type(v) not in _NUMBER_TYPES for v in raw), dtype=bool, count=len(raw))
+    wrong_type = np.fromiter((type(v) not in accepted for v in raw), dtype=bool, count=len(raw))
     bad = wrong_type & series.notna().to_numpy() & valid
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
@@ -153,6 +155,7 @@ def read_numbers(
 
 # what a numeric dataset column holds after parquet -> pandas -> verl (None where the row has no value)
 _NUMBER_TYPES = {float, int, type(None), np.float64, np.float32, np.int64, np.int32}
+_BOOL_TYPES = {bool, np.bool_}
 
 
 class _get_or_none:

@@ -345,10 +345,13 @@ def wrap_data_metrics(compute_data_metrics: Callable) -> Callable:
 
 
 def patch_ray_trainer(module) -> None:
+    from verl_difficulty.verl_glue.diva_tracker import patch_trainer_checkpoints
+
     module.compute_advantage = wrap_compute_advantage(module.compute_advantage)
     module.compute_data_metrics = wrap_data_metrics(module.compute_data_metrics)
     trainer = module.RayPPOTrainer
     trainer._compute_old_log_prob = wrap_legacy_old_log_prob(trainer.__dict__["_compute_old_log_prob"])
+    patch_trainer_checkpoints(trainer)
 
 
 def patch_v1_utils(module) -> None:
@@ -356,8 +359,11 @@ def patch_v1_utils(module) -> None:
 
 
 def patch_v1_trainer(module) -> None:
+    from verl_difficulty.verl_glue.diva_tracker import patch_trainer_checkpoints
+
     trainer = module.PPOTrainer
     trainer._compute_advantage = wrap_v1_compute_advantage(trainer.__dict__["_compute_advantage"])
+    patch_trainer_checkpoints(trainer)
 
 
 __all__ = [

@@ -1,0 +1,196 @@
+"""DIVA-GRPO: local + global advantages with difficulty weighting, and the difficulty tracker's rules.
+
+Paper: "DIVA-GRPO: Enhancing Multimodal Reasoning through Difficulty-Adaptive Variant Advantage",
+arXiv 2603.01106 (ICLR 2026). Released code: EasyR1 forks Siaaaaaa1/DIVA-GRPO and DIVA_GRPO_release.
+Where paper and code differ both are offered, named after what they do.
+
+Pure functions over flat [N] vectors (one entry per response) and [P] vectors (one per problem).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from verl_difficulty.core.groups import (
+    compact_ids,
+    segment_count,
+    segment_mean,
+    segment_min_max,
+    segment_std,
+)
+
+__all__ = [
+    "BATCH_NORM_MODES",
+    "RRB_MODES",
+    "TRACKER_RULES",
+    "DivaResult",
+    "diva_scores",
+    "update_difficulty",
+    "MIN_DIFFICULTY",
+    "MAX_DIFFICULTY",
+]
+
+BATCH_NORM_MODES = ("response", "padded_tokens")
+RRB_MODES = ("paper", "code", "off")
+TRACKER_RULES = ("paper", "step_table")
+MIN_DIFFICULTY, MAX_DIFFICULTY = 1.0, 9.0
+
+
+@dataclass(frozen=True)
+class DivaResult:
+    advantages: torch.Tensor  # [N]
+    local: torch.Tensor  # [N] local term after batch normalisation and RRB (before its weight)
+    global_: torch.Tensor  # [N] global term after batch normalisation, difficulty weighting and RRB
+    singleton_local: torch.Tensor  # [N] bool, the row's prompt group has one valid response
+    singleton_global: torch.Tensor  # [N] bool, the row's problem group has one valid response
+    local_scale: torch.Tensor  # [N] RRB factor applied to the local term
+    global_scale: torch.Tensor  # [N] RRB factor applied to the global term
+    difficulty_weight: torch.Tensor  # [N] exp(κ·ΔD·sign) applied to the global term
+
+
+def _group_z(r: torch.Tensor, group: torch.Tensor, num: int, epsilon: float):
+    """GRPO z-score within groups (unbiased std); groups of one get 0 (the released code asserts)."""
+    count = segment_count(group, num)
+    mean = segment_mean(r, group, num, count)
+    std = segment_std(r, group, num, mean=mean, count=count)
+    z = (r - mean[group]) / (std[group] + epsilon)
+    singleton = count[group] <= 1
+    return torch.where(singleton, torch.zeros_like(z), z), singleton
+
+
+def _batch_normalise(
+    values: torch.Tensor, lengths: torch.Tensor, member: torch.Tensor, mode: str, epsilon: float
+) -> torch.Tensor:
+    """(A − mean) / std over the batch's ``member`` rows (choice: rows of singleton groups, which have no
+    baseline and stay 0, are left out of the statistics); non-members get 0.
+
+    ``response`` (paper): statistics over the responses, population std (with equal-size groups the mean
+    is exactly 0 and this divides by the batch RMS). ``padded_tokens`` (released code): statistics over
+    every entry of the [B, T] tensor A·mask, padding zeros included, i.e. length-weighted and diluted by
+    the zeros; computed from per-row lengths without touching [B, T] (T = the longest response).
+    """
+    out = torch.zeros_like(values)
+    if not bool(member.any()):
+        return out
+    x = values[member]
+    if mode == "response":
+        mean = x.mean()
+        std = x.std(unbiased=False)
+    else:
+        length = lengths[member].to(values.dtype)
+        entries = x.numel() * lengths.max().to(values.dtype).clamp_min(1)
+        mean = (x * length).sum() / entries
+        zeros = entries - length.sum()  # padding entries, each equal to 0
+        squares = (length * (x - mean) ** 2).sum() + zeros * mean**2
+        std = (squares / (entries - 1).clamp_min(1)).sqrt()  # torch.std over all entries (unbiased)
+    out[member] = (x - mean) / (std + epsilon)
+    return out
+
+
+def _rrb_scale(r: torch.Tensor, group: torch.Tensor, num: int, mode: str, reward_range: float) -> torch.Tensor:
+    """Reward-range rescaling factor per row. paper: (max r − min r) / R_max over the group;
+    code: 0.1 when every reward of the group is below 0.15, else 1; off: 1."""
+    if mode == "off":
+        return torch.ones_like(r)
+    lo, hi = segment_min_max(r, group, num)
+    if mode == "paper":
+        return ((hi - lo) / reward_range)[group]
+    return torch.where(hi[group] < 0.15, torch.full_like(r, 0.1), torch.ones_like(r))
+
+
+def diva_scores(
+    rewards: torch.Tensor,
+    uid_ids: torch.Tensor,
+    problem_ids: torch.Tensor,
+    difficulty: torch.Tensor,
+    valid: torch.Tensor,
+    lengths: torch.Tensor,
+    batch_norm: str = "response",
+    rrb: str = "paper",
+    reward_range: float = 1.0,
+    kappa: float = 0.1,
+    local_weight: float = 1.0,
+    global_weight: float = 1.0,
+    epsilon: float = 1e-6,
+) -> DivaResult:
+    """DIVA-GRPO advantage of every response.
+
+    Args:
+        rewards: [N] scalar reward per response.
+        uid_ids: [N] local group (verl's uid: one prompt row, an original or a variant).
+        problem_ids: [N] global group (shared by an original and all its variants).
+        difficulty: [N] the prompt row's difficulty D (tracked difficulty of the problem + the variant's δ).
+        valid: [N] bool; padding rows take part in nothing and get 0.
+        lengths: [N] response lengths in tokens (only the ``padded_tokens`` batch normalisation uses them).
+        batch_norm: ``response`` (paper, default) or ``padded_tokens`` (released code).
+        rrb: ``paper`` | ``code`` | ``off``; reward_range is R_max of the paper's form.
+        kappa: difficulty-weighting strength κ.
+    """
+    if batch_norm not in BATCH_NORM_MODES:
+        raise ValueError(f"unknown DIVA batch normalisation {batch_norm!r}; expected one of {BATCH_NORM_MODES}")
+    if rrb not in RRB_MODES:
+        raise ValueError(f"unknown DIVA reward-range rescaling {rrb!r}; expected one of {RRB_MODES}")
+    n = rewards.numel()
+    rows = valid.nonzero().squeeze(-1)
+    r = rewards[rows]
+    local_group, num_local = compact_ids(uid_ids[rows])
+    global_group, num_global = compact_ids(problem_ids[rows])
+    row_lengths = lengths[rows]
+
+    z_local, single_local = _group_z(r, local_group, num_local, epsilon)
+    z_global, single_global = _group_z(r, global_group, num_global, epsilon)
+    # a singleton group has no baseline: it stays 0 through the batch shift too
+    local = _batch_normalise(z_local, row_lengths, ~single_local, batch_norm, epsilon)
+    global_ = _batch_normalise(z_global, row_lengths, ~single_global, batch_norm, epsilon)
+
+    d = difficulty[rows].to(r.dtype)
+    mean_difficulty = segment_mean(d, global_group, num_global)
+    weight = torch.exp(kappa * (d - mean_difficulty[global_group]) * torch.sign(global_))
+    global_ = weight * global_
+
+    local_scale = _rrb_scale(r, local_group, num_local, rrb, reward_range)
+    global_scale = _rrb_scale(r, global_group, num_global, rrb, reward_range)
+    local = local * local_scale
+    global_ = global_ * global_scale
+    advantage = local_weight * local + global_weight * global_
+
+    def full(values: torch.Tensor, fill) -> torch.Tensor:
+        out = torch.full((n,), fill, dtype=values.dtype, device=rewards.device)
+        out[rows] = values
+        return out
+
+    return DivaResult(
+        advantages=full(advantage, 0),
+        local=full(local, 0),
+        global_=full(global_, 0),
+        singleton_local=full(single_local, False),
+        singleton_global=full(single_global, False),
+        local_scale=full(local_scale, 0),
+        global_scale=full(global_scale, 0),
+        difficulty_weight=full(weight, 0),
+    )
+
+
+# The released code's step table: (upper bound of the mean signal a, change of D); a in [0, .05] -> +2, ...
+STEP_TABLE = ((0.05, 2.0), (0.3, 1.0), (0.5, 0.0), (0.7, -1.0), (math.inf, -2.0))
+
+
+def update_difficulty(current: torch.Tensor, signal: torch.Tensor, rule: str = "paper", eta: float = 4.0) -> torch.Tensor:
+    """New difficulty of each problem from the mean signal a over its rollouts (and its variants').
+
+    paper (continuous): D ← clip(D + η·(0.5 − a), 1, 9), η = 4.
+    step_table (released code): a ≤ .05 → +2; ≤ .3 → +1; ≤ .5 → 0; ≤ .7 → −1; above → −2; clamp [1, 9]
+    (a below 0 counts as the first row, above 1 as the last; the table's intervals are closed on the right).
+    """
+    if rule not in TRACKER_RULES:
+        raise ValueError(f"unknown DIVA tracker rule {rule!r}; expected one of {TRACKER_RULES}")
+    if rule == "paper":
+        step = eta * (0.5 - signal)
+    else:
+        bounds = torch.tensor([b for b, _ in STEP_TABLE[:-1]], dtype=signal.dtype, device=signal.device)
+        changes = torch.tensor([c for _, c in STEP_TABLE], dtype=current.dtype, device=current.device)
+        step = changes[torch.bucketize(signal, bounds, right=False)]
+    return (current + step).clamp(MIN_DIFFICULTY, MAX_DIFFICULTY)
