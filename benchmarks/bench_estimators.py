@@ -98,7 +98,8 @@ def main(argv=None) -> int:
     estimators = [name.strip() for name in args.estimators.split(",") if name.strip()]
     device = torch.device(args.device)
     print(f"device={device} torch={torch.__version__} threads={torch.get_num_threads()} repeats={args.repeats}")
-    header = f"{'shape (prompts x n x tokens)':<30}{'estimator':<18}{'median ms':>11}{'/ grpo_vectorized':>19}{'/ grpo':>9}"
+    header = (f"{'shape (prompts x n x tokens)':<30}{'estimator':<18}{'median ms':>11}"
+              f"{'/ grpo_vectorized':>19}{'/ grpo':>9}")
     print(header)
     print("-" * len(header))
     worst = 0.0

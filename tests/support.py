@@ -152,14 +152,15 @@ def reference_durian(rewards, uids, valid, entropy, confidence, alphas=(0.1, 0.2
 
     perc_pool, reas_pool = pooled(perc), pooled(reas)
     out = [0.0] * len(rewards)
+    def term(g, assign, pools):
+        if g in assign:
+            std, size = pools[assign[g]]
+            if size >= min_bucket and std > 0:
+                return std
+        return own[g]
+
     for g, members in groups.items():
-        def term(assign, pools):
-            if g in assign:
-                std, size = pools[assign[g]]
-                if size >= min_bucket and std > 0:
-                    return std
-            return own[g]
-        sp, sr = term(perc, perc_pool), term(reas, reas_pool)
+        sp, sr = term(g, perc, perc_pool), term(g, reas, reas_pool)
         for i in members:
             c = rewards[i] - mean[g]
             out[i] = alphas[0] * c / (own[g] + eps) + alphas[1] * c / (sp + eps) + alphas[2] * c / (sr + eps)

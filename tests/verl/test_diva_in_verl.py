@@ -16,7 +16,6 @@ from omegaconf import OmegaConf
 from support import object_array, reference_diva, reference_step_table
 
 from verl_difficulty.data.difficulty_store import read_snapshot
-from verl_difficulty.synthetic import make_batch
 from verl_difficulty.verl_glue import diva_tracker, metrics
 
 

@@ -37,6 +37,7 @@ def old_log_prob_step(ray_trainer, estimator, batch):
     """RayPPOTrainer.fit's old-log-prob step with the worker call stubbed: our wrapper around
     _compute_old_log_prob, then verl's own lines (pop "entropys", union)."""
     from verl import DataProto
+
     from verl_difficulty.verl_glue.seam import wrap_legacy_old_log_prob
 
     entropy = torch.rand(len(batch), batch.batch["response_mask"].shape[1])

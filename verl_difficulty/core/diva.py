@@ -178,7 +178,9 @@ def diva_scores(
 STEP_TABLE = ((0.05, 2.0), (0.3, 1.0), (0.5, 0.0), (0.7, -1.0), (math.inf, -2.0))
 
 
-def update_difficulty(current: torch.Tensor, signal: torch.Tensor, rule: str = "paper", eta: float = 4.0) -> torch.Tensor:
+def update_difficulty(
+    current: torch.Tensor, signal: torch.Tensor, rule: str = "paper", eta: float = 4.0
+) -> torch.Tensor:
     """New difficulty of each problem from the mean signal a over its rollouts (and its variants').
 
     paper (continuous): D ← clip(D + η·(0.5 − a), 1, 9), η = 4.

@@ -30,7 +30,14 @@ from verl_difficulty.core.groups import (
     segment_sum,
 )
 
-__all__ = ["DurianResult", "durian_scores", "pooled_bucket_stats", "rank_buckets", "threshold_buckets", "midrank_fraction"]
+__all__ = [
+    "DurianResult",
+    "durian_scores",
+    "midrank_fraction",
+    "pooled_bucket_stats",
+    "rank_buckets",
+    "threshold_buckets",
+]
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,9 @@ from verl_difficulty.core.groups import vector_math
 __all__ = ["masked_row_sums"]
 
 
-def masked_row_sums(values: torch.Tensor, mask: torch.Tensor, chunk_rows: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
+def masked_row_sums(
+    values: torch.Tensor, mask: torch.Tensor, chunk_rows: int = 128
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(Σ_t values·mask, Σ_t mask)`` for every row of [B, T] tensors.
 
     ``(values * mask).sum(-1)`` would write and re-read a [B, T] temporary; working on blocks of rows

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from verl_difficulty.core.g2rpo import MODES
 
@@ -92,7 +93,7 @@ class G2RPOConfig:
             )
 
     @classmethod
-    def from_algorithm(cls, algorithm: Any) -> "G2RPOConfig":
+    def from_algorithm(cls, algorithm: Any) -> G2RPOConfig:
         return _build(cls, "g2rpo", section(algorithm, "g2rpo"))
 
 
@@ -140,9 +141,11 @@ class DurianConfig:
         for key in ("alpha_ori", "alpha_perc", "alpha_reas"):
             value = getattr(self, key)
             if not _finite_number(value) or value < 0:
-                raise ConfigError(f"algorithm.durian.{key}={value!r} must be a finite number >= 0 (paper: 0.1 / 0.2 / 0.7)")
+                raise ConfigError(
+                    f"algorithm.durian.{key}={value!r} must be a finite number >= 0 (paper: 0.1 / 0.2 / 0.7)")
         if self.alpha_ori + self.alpha_perc + self.alpha_reas <= 0:
-            raise ConfigError("algorithm.durian.alpha_ori + alpha_perc + alpha_reas must be > 0 (paper: 0.1 / 0.2 / 0.7)")
+            raise ConfigError(
+                "algorithm.durian.alpha_ori + alpha_perc + alpha_reas must be > 0 (paper: 0.1 / 0.2 / 0.7)")
         if isinstance(self.num_reasoning_buckets, bool) or not isinstance(self.num_reasoning_buckets, int) \
                 or self.num_reasoning_buckets < 1:
             raise ConfigError(
@@ -167,7 +170,8 @@ class DurianConfig:
                               "extra_info.visual_entropy")
         if not isinstance(self.include_zero_variance_groups, bool):
             raise ConfigError("algorithm.durian.include_zero_variance_groups must be true or false")
-        if isinstance(self.min_bucket_size, bool) or not isinstance(self.min_bucket_size, int) or self.min_bucket_size < 2:
+        size = self.min_bucket_size
+        if isinstance(size, bool) or not isinstance(size, int) or size < 2:
             raise ConfigError(f"algorithm.durian.min_bucket_size={self.min_bucket_size!r} must be an integer >= 2 "
                               "(a std needs two rewards)")
         if not _finite_number(self.epsilon) or self.epsilon <= 0:
@@ -178,7 +182,7 @@ class DurianConfig:
         return (float(self.alpha_ori), float(self.alpha_perc), float(self.alpha_reas))
 
     @classmethod
-    def from_algorithm(cls, algorithm: Any) -> "DurianConfig":
+    def from_algorithm(cls, algorithm: Any) -> DurianConfig:
         return _build(cls, "durian", section(algorithm, "durian"))
 
 
@@ -236,5 +240,5 @@ class DivaConfig:
             raise ConfigError(f"algorithm.diva.epsilon={self.epsilon!r} must be a finite number > 0")
 
     @classmethod
-    def from_algorithm(cls, algorithm: Any) -> "DivaConfig":
+    def from_algorithm(cls, algorithm: Any) -> DivaConfig:
         return _build(cls, "diva", section(algorithm, "diva"))

@@ -11,7 +11,8 @@ estimator pays only for what it reads.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -57,10 +58,10 @@ def _require_uid(index: Any, estimator: str) -> None:
 def compute_g2rpo_advantage(
     token_level_rewards: torch.Tensor,
     response_mask: torch.Tensor,
-    index: Optional[np.ndarray] = None,
+    index: np.ndarray | None = None,
     config: Any = None,
     batch: Any = None,
-    non_tensor_batch: Optional[dict] = None,
+    non_tensor_batch: dict | None = None,
     **kwargs,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """G²RPO (arXiv 2604.08539, OpenVLThinkerV2): rank-to-Gaussian advantages per task.
@@ -134,10 +135,10 @@ compute_g2rpo_advantage.required_fields = _g2rpo_fields  # type: ignore[attr-def
 def compute_durian_advantage(
     token_level_rewards: torch.Tensor,
     response_mask: torch.Tensor,
-    index: Optional[np.ndarray] = None,
+    index: np.ndarray | None = None,
     config: Any = None,
     batch: Any = None,
-    non_tensor_batch: Optional[dict] = None,
+    non_tensor_batch: dict | None = None,
     **kwargs,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Durian (arXiv 2602.21743): difficulty-aware group normalization.
@@ -254,10 +255,10 @@ compute_durian_advantage.required_fields = _durian_fields  # type: ignore[attr-d
 def compute_diva_advantage(
     token_level_rewards: torch.Tensor,
     response_mask: torch.Tensor,
-    index: Optional[np.ndarray] = None,
+    index: np.ndarray | None = None,
     config: Any = None,
     batch: Any = None,
-    non_tensor_batch: Optional[dict] = None,
+    non_tensor_batch: dict | None = None,
     **kwargs,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """DIVA-GRPO (arXiv 2603.01106): local + global advantages with difficulty weighting.

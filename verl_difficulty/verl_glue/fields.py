@@ -15,8 +15,9 @@ Errors name the field, the offending sample (its uid) and the fix.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from operator import methodcaller
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd

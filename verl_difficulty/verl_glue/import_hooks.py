@@ -12,8 +12,8 @@ import importlib.abc
 import logging
 import sys
 import threading
+from collections.abc import Callable
 from types import ModuleType
-from typing import Callable
 
 logger = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ class LocalV1Advantage:
         self.num_cpus = num_cpus
         self._started_ray = False
 
-    def __enter__(self) -> "LocalV1Advantage":
+    def __enter__(self) -> LocalV1Advantage:
         import logging
 
         import ray

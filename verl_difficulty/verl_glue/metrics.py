@@ -8,7 +8,7 @@ verl hands to its logger (v1: inside ``PPOTrainer._compute_advantage``; legacy: 
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 

@@ -26,8 +26,9 @@ import contextvars
 import functools
 import inspect
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -53,7 +54,7 @@ _TQ_EXTRA_FIELDS = "extra_fields"  # v1: the agent loop's per-sample dict; rewar
 # ----------------------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def accepts_fields(fn: Callable) -> bool:
     """True when ``fn`` names both ``batch`` and ``non_tensor_batch`` parameters (verl#7473 convention)."""
     try:
