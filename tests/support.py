@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import io
 from collections import defaultdict
 from statistics import NormalDist
 
 import numpy as np
+import pandas as pd
 import torch
+from PIL import Image
 
 _NORMAL = NormalDist()
 
@@ -250,3 +253,40 @@ def reference_step_table(d, a):
     else:
         step = -2
     return min(9.0, max(1.0, d + step))
+
+
+# ---------------------------------------------------------------- toy verl parquet rows (DIVA dataset tests)
+
+INSTRUCTION = " Put the final answer in \\boxed{}."
+
+
+def picture(shade: int) -> Image.Image:
+    pixels = np.zeros((30, 40, 3), np.uint8)
+    pixels[..., 0] = np.linspace(0, 255, 40)[None, :]
+    pixels[..., 1] = shade
+    pixels[3:9, 4:12] = 255
+    return Image.fromarray(pixels, "RGB")
+
+
+def png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def make_row(i: int, *, image=True, paraphrases=True, steps=True, problem_id=True, question_key=True) -> dict:
+    question = ("<image>" if image else "") + f"What is {i} + {i}?"
+    info = {"index": i, "question": question if question_key else None,
+            "problem_id": f"p{i}" if problem_id else None,
+            "paraphrases": [f"Compute the sum of {i} and {i}.", f"Add {i} to itself."] if paraphrases else None,
+            "think_steps": [f"Write {i} twice.", "Add them.", "Check.", "Box it."] if steps else None}
+    row = {"data_source": "toy", "prompt": [{"role": "user", "content": question + INSTRUCTION}],
+           "ability": "math", "reward_model": {"ground_truth": str(2 * i), "style": "rule"}, "extra_info": info}
+    if image:
+        row["images"] = [{"bytes": png(picture(20 * i)), "path": None}]
+    return row
+
+
+def write_rows(path, rows) -> str:
+    pd.DataFrame(rows).to_parquet(path)
+    return str(path)

@@ -45,6 +45,18 @@ def test_diva_overrides_without_plus():
     assert settings.tracker_path == "/tmp/run1/verl_difficulty/diva_tracker.json"
 
 
+def test_diva_dataset_settings_share_the_trackers_file():
+    from verl_difficulty.data.diva_dataset import DivaSettings
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base=None):
+        cfg = compose(config_name=TRAINER_CONFIG_NAME, overrides=[
+            "data.diva.num_variants=3", "trainer.default_local_dir=/tmp/run2", "data.seed=7"])
+    data = DivaSettings.from_data_config(cfg.data)
+    assert data.num_variants == 3 and data.seed == 7
+    assert data.tracker_path == DivaConfig.from_algorithm(cfg.algorithm).tracker_path \
+        == "/tmp/run2/verl_difficulty/diva_tracker.json"
+
+
 def test_durian_overrides_without_plus():
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base=None):
         cfg = compose(config_name=TRAINER_CONFIG_NAME, overrides=[

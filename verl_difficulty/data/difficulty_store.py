@@ -70,7 +70,7 @@ class SnapshotReader:
 
     def __init__(self, path: str | None):
         self.path = path
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: tuple[int, int, int] | None = None
         self._snapshot = DifficultySnapshot()
 
     def current(self) -> DifficultySnapshot:
@@ -80,7 +80,8 @@ class SnapshotReader:
             stat = os.stat(self.path)
         except FileNotFoundError:
             return self._snapshot
-        stamp = (stat.st_mtime_ns, stat.st_size)
+        # every write is a rename onto the path, so the inode changes even when mtime and size do not
+        stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
         if stamp != self._stamp:
             self._snapshot = read_snapshot(self.path)
             self._stamp = stamp
