@@ -1,13 +1,13 @@
 """Time our estimators against verl's own `grpo` and `grpo_vectorized` on identical batches, in one run.
 
 Every estimator is called exactly as verl calls it (the function registered in verl's
-ADV_ESTIMATOR_REGISTRY, same tensors, verl's uuid-string uids), so each timing covers the whole
-estimator: the reduction over the [batch, tokens] rewards, grouping, the statistics, the broadcast back
-to [batch, tokens], and (for ours) reading the per-sample fields, durian's pass over old_log_probs,
-diva_grpo's difficulty-tracker update, and posting metrics. Calls are interleaved
-round-robin in a rotating order so drift in machine load and allocator state hit every estimator alike;
-the median is reported, and ratios
-(not absolute times) are the result.
+ADV_ESTIMATOR_REGISTRY, same tensors, verl's uuid-string uids and int64 response mask; --mask-dtype
+float32 for a float mask), so each timing covers the whole estimator: the reduction over the [batch,
+tokens] rewards, grouping, the statistics, the broadcast back to [batch, tokens], and (for ours) reading
+the per-sample fields, durian's pass over old_log_probs, diva_grpo's difficulty-tracker update, and
+posting metrics. Calls are interleaved round-robin in a rotating order so that drift in machine load and
+allocator state hit every estimator alike; the median is reported, and ratios (not absolute times) are
+the result.
 
     python benchmarks/bench_estimators.py                      # the README's two shapes
     python benchmarks/bench_estimators.py --shapes 64x8x256 --repeats 3   # a quick look
@@ -43,11 +43,12 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def time_shape(shape, estimators, repeats: int, device: torch.device, seed: int) -> dict[str, list[float]]:
+def time_shape(shape, estimators, repeats: int, device: torch.device, seed: int,
+               mask_dtype: torch.dtype = torch.int64) -> dict[str, list[float]]:
     from verl.trainer.ppo import core_algos
 
     prompts, group, tokens = shape
-    batch = make_batch(prompts, group, tokens, seed=seed, device=device)
+    batch = make_batch(prompts, group, tokens, seed=seed, device=device, mask_dtype=mask_dtype)
     config = OmegaConf.create({})  # every estimator with its documented defaults
     kwargs = {
         "token_level_rewards": batch.token_level_rewards,
@@ -87,6 +88,8 @@ def main(argv=None) -> int:
     parser.add_argument("--estimators", default=",".join(BASELINES + OURS))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--mask-dtype", choices=("int64", "float32"), default="int64",
+                        help="response_mask dtype (verl's is int64 on both trainers)")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch intra-op threads for the whole run (0 = torch's default)")
     args = parser.parse_args(argv)
@@ -97,7 +100,8 @@ def main(argv=None) -> int:
 
     estimators = [name.strip() for name in args.estimators.split(",") if name.strip()]
     device = torch.device(args.device)
-    print(f"device={device} torch={torch.__version__} threads={torch.get_num_threads()} repeats={args.repeats}")
+    print(f"device={device} torch={torch.__version__} threads={torch.get_num_threads()} repeats={args.repeats} "
+          f"mask={args.mask_dtype}")
     header = (f"{'shape (prompts x n x tokens)':<30}{'estimator':<18}{'median ms':>11}"
               f"{'/ grpo_vectorized':>19}{'/ grpo':>9}")
     print(header)
@@ -105,7 +109,7 @@ def main(argv=None) -> int:
     worst = 0.0
     for text in args.shapes.split(","):
         shape = parse_shape(text)
-        times = time_shape(shape, estimators, args.repeats, device, args.seed)
+        times = time_shape(shape, estimators, args.repeats, device, args.seed, getattr(torch, args.mask_dtype))
         median = {name: statistics.median(values) for name, values in times.items()}
         for name in estimators:
             vs_vec = median[name] / median["grpo_vectorized"] if "grpo_vectorized" in median else float("nan")

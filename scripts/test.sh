@@ -5,5 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export VERL_USE_EXTERNAL_PLUGINS="${VERL_USE_EXTERNAL_PLUGINS:-auto}"
+.venv/bin/ruff check .
 .venv/bin/python -m pytest -q tests
 .venv/bin/python scripts/verl_cpu_tests.py

@@ -58,6 +58,7 @@ def make_batch(
     dtype: torch.dtype = torch.float32,
     device: str | torch.device = "cpu",
     no_image_fraction: float = 0.0,
+    mask_dtype: torch.dtype = torch.int64,
 ) -> SyntheticBatch:
     """A shuffled multi-task batch; ``padding_rows`` extra rows mimic verl v1's padding (uid "pad<hex>",
     all-zero mask, other fields copied from the first row). Each prompt has a visual entropy in
@@ -91,7 +92,7 @@ def make_batch(
     total = len(uid)
     lengths_t = torch.as_tensor(lengths, device=device)
     positions = torch.arange(response_length, device=device)
-    mask = (positions[None, :] < lengths_t[:, None]).to(dtype)
+    mask = (positions[None, :] < lengths_t[:, None]).to(mask_dtype)  # int64, as verl's response_mask
     token_rewards = torch.zeros(total, response_length, dtype=dtype, device=device)
     last = (lengths_t - 1).clamp_min(0)
     scores = torch.as_tensor(flat_rewards, dtype=dtype, device=device)

@@ -72,3 +72,18 @@ def test_normal_scores_edge_cases():
     out = segment_normal_scores(torch.tensor([1.0, 2.0, 10.0, 20.0], dtype=torch.float32),
                                 torch.tensor([0, 0, 1, 1]), 2)
     assert out.dtype == torch.float32 and out[0] == out[2] and out[1] == out[3] and out[0] == -out[1]
+
+
+@pytest.mark.parametrize("mask_dtype", [torch.int64, torch.float32, torch.bool])
+@pytest.mark.parametrize("rows", [1, 255, 256, 257, 600])
+def test_token_reductions_match_plain_torch(mask_dtype, rows):
+    from verl_difficulty.core.tokens import broadcast_to_tokens, masked_row_sums
+
+    generator = torch.Generator().manual_seed(rows)
+    mask = (torch.rand(rows, 37, generator=generator) > 0.4).to(mask_dtype)
+    values = torch.randn(rows, 37, generator=generator)
+    sums, counts = masked_row_sums(values, mask)
+    assert torch.allclose(sums, (values * mask).sum(-1), atol=1e-5)
+    assert torch.equal(counts, mask.sum(-1).to(torch.float32))
+    scalars = torch.randn(rows, generator=generator)
+    assert torch.equal(broadcast_to_tokens(scalars, mask), scalars.unsqueeze(-1) * mask)

@@ -23,6 +23,7 @@ import functools
 import logging
 import os
 from collections.abc import Callable
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -74,9 +75,8 @@ class DifficultyTracker:
 
     def lookup(self, problem_labels: np.ndarray) -> np.ndarray:
         """Tracked difficulty of each label (5.0 for a problem seen for the first time)."""
-        get = self.difficulty.get
-        return np.fromiter((get(str(p), DEFAULT_DIFFICULTY) for p in problem_labels), dtype=np.float64,
-                           count=len(problem_labels))
+        values = map(self.difficulty.get, map(str, problem_labels), repeat(DEFAULT_DIFFICULTY))
+        return np.fromiter(values, dtype=np.float64, count=len(problem_labels))
 
     def update(self, problem_labels: np.ndarray, signal: np.ndarray, rule: str, eta: float) -> dict[str, float]:
         """One step: every problem of the batch moves by the rule; returns metrics of the change."""

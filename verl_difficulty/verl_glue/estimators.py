@@ -21,7 +21,7 @@ from verl_difficulty.core.diva import diva_scores
 from verl_difficulty.core.durian import durian_scores
 from verl_difficulty.core.g2rpo import g2rpo_scores
 from verl_difficulty.core.groups import factorize, first_index, segment_mean, vector_math
-from verl_difficulty.core.tokens import masked_row_sums
+from verl_difficulty.core.tokens import broadcast_to_tokens, masked_row_sums
 from verl_difficulty.verl_glue import metrics
 from verl_difficulty.verl_glue.config import DivaConfig, DurianConfig, G2RPOConfig
 from verl_difficulty.verl_glue.fields import (
@@ -103,7 +103,7 @@ def compute_g2rpo_advantage(
                 tie_tolerance=settings.tie_tolerance,
             )
             _post_g2rpo_metrics(tasks, task_ids, scores, result, valid)
-        advantages = result.advantages.unsqueeze(-1) * response_mask  # the one pass over [B, T] mask
+        advantages = broadcast_to_tokens(result.advantages, response_mask)  # the one pass over [B, T] mask
     return advantages, advantages
 
 
@@ -190,7 +190,7 @@ def compute_durian_advantage(
                 epsilon=settings.epsilon,
             )
             _post_durian_metrics(scores, valid, result)
-        advantages = result.advantages.unsqueeze(-1) * response_mask  # one pass over the mask
+        advantages = broadcast_to_tokens(result.advantages, response_mask)  # one pass over the mask
     return advantages, advantages
 
 
@@ -306,7 +306,7 @@ def compute_diva_advantage(
                                                                                   valid_np, scores)
             tracker_metrics = _update_tracker(TRACKER, settings, signal, problem_ids, problem_labels, valid)
             _post_diva_metrics(result, valid, no_difficulty, uid_ids, non_tensor_batch, tracker_metrics)
-        advantages = result.advantages.unsqueeze(-1) * response_mask
+        advantages = broadcast_to_tokens(result.advantages, response_mask)
     return advantages, advantages
 
 
@@ -357,7 +357,7 @@ def _post_diva_metrics(result, valid, no_difficulty, uid_ids, non_tensor_batch, 
     # prompts the dataset had to degrade to a duplicate (missing asset): the dataset marks them
     if non_tensor_batch is not None and "extra_info" in non_tensor_batch:
         reasons, _ = read_column(non_tensor_batch, "extra_info.diva_fallback", setting="extra_info.diva_fallback")
-        flagged = np.fromiter((bool(r) for r in reasons), dtype=bool, count=len(reasons)) & valid.cpu().numpy()
+        flagged = np.fromiter(map(bool, reasons), dtype=bool, count=len(reasons)) & valid.cpu().numpy()
         out["diva/variant_fallback_prompts"] = float(np.unique(uid_ids.cpu().numpy()[flagged]).size)
     metrics.post(out)
 

@@ -95,8 +95,10 @@ def read_column(
         column = column[rows]
     if sub is None:
         return column, None
-    # dict.get on every row: a C-level map, no Python bytecode per sample.
-    return np.fromiter(map(_get_or_none(sub), column), dtype=object, count=len(column)), column
+    # dict.get on every row through C-level map calls (no Python bytecode per sample) when every row is a
+    # dict, as verl's extra_info column is; otherwise a per-row check that tolerates None / NaN rows.
+    getter = methodcaller("get", sub) if set(map(type, column)) == {dict} else _get_or_none(sub)
+    return np.fromiter(map(getter, column), dtype=object, count=len(column)), column
 
 
 def read_labels(
