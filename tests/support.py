@@ -36,10 +36,12 @@ def reference_ot(values: list[float]) -> list[float]:
     return out
 
 
-def reference_g2rpo(rewards, uids, tasks, valid, mode="two_stage", include_degenerate_groups=False,
+def reference_g2rpo(rewards, uids, tasks, valid, mode="two_stage", include_degenerate_groups=None,
                     tie_tolerance=0.0) -> list[float]:
     """G2RPO per the spec, one dictionary and one loop at a time."""
     n = len(rewards)
+    if include_degenerate_groups is None:
+        include_degenerate_groups = mode == "single_stage"
     r = [round(x / tie_tolerance) * tie_tolerance if tie_tolerance else x for x in rewards]
     groups = defaultdict(list)
     for i in range(n):
@@ -171,7 +173,7 @@ def reference_durian(rewards, uids, valid, entropy, confidence, alphas=(0.1, 0.2
 
 
 def reference_diva(rewards, uids, problems, difficulty, valid, lengths, batch_norm="response", rrb="paper",
-                   reward_range=1.0, kappa=0.1, local_weight=1.0, global_weight=1.0, eps=1e-6):
+                   reward_range=1.0, kappa=0.1, local_weight=1.0, global_weight=1.0, eps=1e-6, width=None):
     """DIVA-GRPO per the spec, with dictionaries and loops."""
     import math
     import statistics
@@ -191,7 +193,7 @@ def reference_diva(rewards, uids, problems, difficulty, valid, lengths, batch_no
             vals = [rewards[i] for i in members]
             m, s = sum(vals) / len(vals), statistics.stdev(vals)
             for i in members:
-                z[i] = (rewards[i] - m) / (s + eps)
+                z[i] = 0.0 if len(set(vals)) == 1 else (rewards[i] - m) / (s + eps)
         return z, single, groups
 
     def normalise(z, single):
@@ -203,7 +205,7 @@ def reference_diva(rewards, uids, problems, difficulty, valid, lengths, batch_no
             m = sum(z[i] for i in members) / len(members)
             s = math.sqrt(sum((z[i] - m) ** 2 for i in members) / len(members))
         else:  # every entry of the padded [rows, T_max] tensor, zeros included, torch.std (unbiased)
-            t_max = max(max(lengths[i] for i in rows), 1)
+            t_max = width if width is not None else max(max(lengths[i] for i in rows), 1)
             entries = [z[i] for i in members for _ in range(lengths[i])]
             entries += [0.0] * (len(members) * t_max - len(entries))
             m = sum(entries) / len(entries)

@@ -206,3 +206,13 @@ def test_property_invariant_to_increasing_transform_within_a_task(batch, mode, d
     base = run(rewards, uids, tasks, valid, mode=mode).advantages
     after = run(transformed, uids, tasks, valid, mode=mode).advantages
     assert torch.allclose(base, after, atol=1e-6)
+
+
+def test_single_stage_ranks_degenerate_groups_by_default_as_eq5():
+    rewards = [1.0, 1.0, 0.0, 1.0]  # group a is all correct: no baseline in Eq. 5, it still ranks high
+    literal = run(rewards, ["a", "a", "b", "b"], ["t"] * 4, mode="single_stage").advantages
+    assert literal[0] > 0 and literal[0] == literal[1] == literal[3]
+    excluded = run(rewards, ["a", "a", "b", "b"], ["t"] * 4, mode="single_stage", include_degenerate_groups=False)
+    assert excluded.advantages[:2].tolist() == [0.0, 0.0]
+    two = run(rewards, ["a", "a", "b", "b"], ["t"] * 4).advantages  # two_stage default excludes
+    assert two[:2].tolist() == [0.0, 0.0]

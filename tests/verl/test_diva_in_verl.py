@@ -197,12 +197,15 @@ def test_save_kill_resume_restores_the_saved_tracker_exactly(tmp_path):
             saved[int(step)] = json.loads(state)
             if int(step) == 4:
                 break
-    time.sleep(0.5)  # the driver is now rewriting the live snapshot in a loop
+    live_path = os.path.join(root, "verl_difficulty", "diva_tracker.json")
+    deadline = time.monotonic() + 60
+    while read_snapshot(live_path).step <= 5 and time.monotonic() < deadline:
+        time.sleep(0.05)  # wait until the driver is rewriting the live snapshot in its loop
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     # the live file is intact (atomic writes) although the process died mid-stream of writes
-    live = read_snapshot(os.path.join(root, "verl_difficulty", "diva_tracker.json"))
-    assert live.step > 4 and len(live.difficulty) == 50
+    live = read_snapshot(live_path)
+    assert live.step > 5 and len(live.difficulty) == 50
     # the checkpoint holds exactly the state at step 4, and a resumed driver starts from it
     assert read_snapshot(os.path.join(root, "global_step_4", "verl_difficulty", "diva_tracker.json")).difficulty \
         == saved[4]
@@ -216,3 +219,17 @@ def test_fresh_run_starts_every_problem_at_5(tmp_path):
     out = subprocess.run([sys.executable, "-c", DRIVER, str(tmp_path), "run", "1"], capture_output=True, text=True,
                          timeout=120)
     assert 'RESUMED {"step": 0, "difficulty": {}}' in out.stdout, out.stderr
+
+
+def test_singleton_groups_are_zero_and_warned_once(ray_trainer, caplog, monkeypatch):
+    import logging
+
+    from verl_difficulty.verl_glue import estimators
+
+    monkeypatch.setattr(estimators, "_warned_singletons", False)
+    data, *_ = family_batch(n=1)  # one response per prompt row: every local group is a singleton
+    with caplog.at_level(logging.WARNING):
+        out = ray_trainer.compute_advantage(data, adv_estimator="diva_grpo", config=OmegaConf.create({}))
+        ray_trainer.compute_advantage(data, adv_estimator="diva_grpo", config=OmegaConf.create({}))
+    assert [r for r in caplog.records if "alone in their prompt group" in r.message].__len__() == 1
+    assert torch.isfinite(out.batch["advantages"]).all()

@@ -126,7 +126,8 @@ def test_no_visual_entropy_at_all_warns_once_and_falls_back(ray_trainer, caplog,
 def test_non_finite_log_prob_is_reported(ray_trainer):
     batch = make_batch(num_prompts=2, group_size=2, response_length=4)
     batch.old_log_probs[1, 0] = -float("inf")
-    with pytest.raises(FloatingPointError, match=rf"confidence from old_log_probs.*uid={batch.uid[1]}"):
+    with pytest.raises(FloatingPointError,
+                       match=rf"non-finite confidence \(token log-probs from old_log_probs\): uid={batch.uid[1]}"):
         ray_trainer.compute_advantage(data_from(batch), adv_estimator="durian", config=OmegaConf.create({}))
 
 
@@ -144,4 +145,31 @@ def test_works_with_dapo_filter_settings(ray_trainer):
         non_tensors={k: v[keep] for k, v in batch.non_tensor_batch().items()})
     cfg = OmegaConf.create({"filter_groups": {"enable": True, "metric": "acc"}})
     adv = ray_trainer.compute_advantage(data, adv_estimator="durian", config=cfg).batch["advantages"]
-    assert torch.isfinite(adv).all() and adv.abs().sum() > 0
+    mask = batch.response_mask[keep]
+    entropy = [info.get("visual_entropy", float("nan")) for info in batch.extra_info[keep]]
+    confidence = ((batch.old_log_probs[keep] * mask).sum(-1) / mask.sum(-1).clamp_min(1)).tolist()
+    want = reference_durian(batch.scores[keep].tolist(), list(batch.uid[keep]), [True] * int(keep.sum()),
+                            entropy, confidence)
+    assert per_row(adv, mask) == pytest.approx(want, abs=1e-5)
+    assert adv.abs().sum() > 0
+
+
+def test_float32_groups_of_equal_rewards_get_exactly_zero(ray_trainer):
+    """G = 8 groups of 0.1s or 0.9s (a format-only score): their float32 mean is inexact, yet Durian's
+    numerator must be exactly 0 (the paper: zero-variance groups contribute 0)."""
+    from verl import DataProto
+
+    rewards = [0.1] * 8 + [0.9] * 8 + [1, 0, 0, 1, 1, 0, 1, 0] + [0, 0, 0, 1, 0, 0, 1, 0]
+    n = len(rewards)
+    token_rewards = torch.zeros(n, 3, dtype=torch.float32)
+    token_rewards[:, 2] = torch.tensor(rewards, dtype=torch.float32)
+    uids = [f"u{i // 8}" for i in range(n)]
+    data = DataProto.from_dict(
+        tensors={"token_level_rewards": token_rewards, "response_mask": torch.ones(n, 3, dtype=torch.int64),
+                 "old_log_probs": -torch.rand(n, 3)},
+        non_tensors={"uid": object_array(uids), "data_source": object_array(["geo"] * n),
+                     "extra_info": object_array([{"visual_entropy": float(i // 8)} for i in range(n)])})
+    for include in (False, True):
+        cfg = OmegaConf.create({"durian": {"include_zero_variance_groups": include}})
+        adv = ray_trainer.compute_advantage(data, adv_estimator="durian", config=cfg).batch["advantages"]
+        assert adv[:16].abs().max().item() == 0.0 and adv[16:].abs().max().item() > 0

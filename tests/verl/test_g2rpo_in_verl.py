@@ -94,7 +94,7 @@ def test_task_key_from_extra_info(verl_modules):
     [
         ({"mode": "three_stage"}, r"algorithm\.g2rpo\.mode='three_stage'.*two_stage, single_stage"),
         ({"tie_tolerance": -0.1}, r"algorithm\.g2rpo\.tie_tolerance=-0\.1 must be a finite number >= 0"),
-        ({"include_degenerate_groups": "yes"}, r"include_degenerate_groups='yes' must be true or false"),
+        ({"include_degenerate_groups": "yes"}, r"include_degenerate_groups='yes' must be true, false or null"),
         ({"modee": "two_stage"}, r"unknown key\(s\) algorithm\.g2rpo\.modee; valid keys"),
     ],
 )

@@ -131,3 +131,12 @@ def test_diva_on_v1_reads_problem_ids_difficulty_and_accuracy_from_transfer_queu
     assert per_row.tolist() == pytest.approx(want, abs=1e-5)
     assert metrics["diva/tracker/problems"] == 6 and metrics["diva/singleton_global_frac"] == 0.0
     diva_tracker.TRACKER.__init__()
+
+
+def test_task_key_naming_another_dataset_column_is_fetched_on_v1(v1, stored):
+    batch, keys = stored
+    advantages, _ = v1.compute(keys, "g2rpo", algorithm={"g2rpo": {"task_key": "ability"}}, rollout_n=4)
+    per_row = to_width(advantages, batch.response_mask.shape[1]).sum(-1) / batch.response_mask.sum(-1).clamp_min(1)
+    valid = (batch.response_mask.sum(-1) > 0).tolist()
+    want = reference_g2rpo(batch.scores.tolist(), list(batch.uid), list(batch.data_source), valid)
+    assert per_row.tolist() == pytest.approx(want, abs=1e-5)

@@ -52,17 +52,20 @@ class DivaResult:
 
 
 def _group_z(r: torch.Tensor, group: torch.Tensor, num: int, epsilon: float):
-    """GRPO z-score within groups (unbiased std); groups of one get 0 (the released code asserts)."""
+    """GRPO z-score within groups (unbiased std); groups of one get 0 (the released code asserts), and a
+    group of equal rewards gets exactly 0 (with float32 rewards its mean is off by ~1e-8, which divided by
+    a std of the same size would not be 0)."""
     count = segment_count(group, num)
     mean = segment_mean(r, group, num, count)
     std = segment_std(r, group, num, mean=mean, count=count)
+    lo, hi = segment_min_max(r, group, num)
     z = (r - mean[group]) / (std[group] + epsilon)
     singleton = count[group] <= 1
-    return torch.where(singleton, torch.zeros_like(z), z), singleton
+    return torch.where(singleton | (lo == hi)[group], torch.zeros_like(z), z), singleton
 
 
 def _batch_normalise(
-    values: torch.Tensor, lengths: torch.Tensor, member: torch.Tensor, mode: str, epsilon: float
+    values: torch.Tensor, lengths: torch.Tensor, member: torch.Tensor, mode: str, epsilon: float, width: int
 ) -> torch.Tensor:
     """(A − mean) / std over the batch's ``member`` rows (choice: rows of singleton groups, which have no
     baseline and stay 0, are left out of the statistics); non-members get 0.
@@ -70,7 +73,8 @@ def _batch_normalise(
     ``response`` (paper): statistics over the responses, population std (with equal-size groups the mean
     is exactly 0 and this divides by the batch RMS). ``padded_tokens`` (released code): statistics over
     every entry of the [B, T] tensor A·mask, padding zeros included, i.e. length-weighted and diluted by
-    the zeros; computed from per-row lengths without touching [B, T] (T = the longest response).
+    the zeros; computed from per-row lengths without touching [B, T] (``width`` = T, the tensor's width:
+    verl pads to the batch's response width as the released code pads to max_response_length).
     """
     out = torch.zeros_like(values)
     if not bool(member.any()):
@@ -81,7 +85,7 @@ def _batch_normalise(
         std = x.std(unbiased=False)
     else:
         length = lengths[member].to(values.dtype)
-        entries = x.numel() * lengths.max().to(values.dtype).clamp_min(1)
+        entries = torch.tensor(float(x.numel() * max(width, 1)), dtype=values.dtype, device=values.device)
         mean = (x * length).sum() / entries
         zeros = entries - length.sum()  # padding entries, each equal to 0
         squares = (length * (x - mean) ** 2).sum() + zeros * mean**2
@@ -115,6 +119,7 @@ def diva_scores(
     local_weight: float = 1.0,
     global_weight: float = 1.0,
     epsilon: float = 1e-6,
+    padded_width: int | None = None,
 ) -> DivaResult:
     """DIVA-GRPO advantage of every response.
 
@@ -125,6 +130,7 @@ def diva_scores(
         difficulty: [N] the prompt row's difficulty D (tracked difficulty of the problem + the variant's δ).
         valid: [N] bool; padding rows take part in nothing and get 0.
         lengths: [N] response lengths in tokens (only the ``padded_tokens`` batch normalisation uses them).
+        padded_width: T of the padded [N, T] token tensor (``padded_tokens``); default the longest length.
         batch_norm: ``response`` (paper, default) or ``padded_tokens`` (released code).
         rrb: ``paper`` | ``code`` | ``off``; reward_range is R_max of the paper's form.
         kappa: difficulty-weighting strength κ.
@@ -135,16 +141,17 @@ def diva_scores(
         raise ValueError(f"unknown DIVA reward-range rescaling {rrb!r}; expected one of {RRB_MODES}")
     n = rewards.numel()
     rows = valid.nonzero().squeeze(-1)
-    r = rewards[rows]
+    r = rewards[rows].to(torch.float64)  # statistics in float64; the result comes back in rewards.dtype
     local_group, num_local = compact_ids(uid_ids[rows])
     global_group, num_global = compact_ids(problem_ids[rows])
     row_lengths = lengths[rows]
 
     z_local, single_local = _group_z(r, local_group, num_local, epsilon)
     z_global, single_global = _group_z(r, global_group, num_global, epsilon)
+    width = padded_width if padded_width is not None else int(row_lengths.max()) if row_lengths.numel() else 1
     # a singleton group has no baseline: it stays 0 through the batch shift too
-    local = _batch_normalise(z_local, row_lengths, ~single_local, batch_norm, epsilon)
-    global_ = _batch_normalise(z_global, row_lengths, ~single_global, batch_norm, epsilon)
+    local = _batch_normalise(z_local, row_lengths, ~single_local, batch_norm, epsilon, width)
+    global_ = _batch_normalise(z_global, row_lengths, ~single_global, batch_norm, epsilon, width)
 
     d = difficulty[rows].to(r.dtype)
     mean_difficulty = segment_mean(d, global_group, num_global)
@@ -158,8 +165,9 @@ def diva_scores(
     advantage = local_weight * local + global_weight * global_
 
     def full(values: torch.Tensor, fill) -> torch.Tensor:
-        out = torch.full((n,), fill, dtype=values.dtype, device=rewards.device)
-        out[rows] = values
+        dtype = rewards.dtype if values.is_floating_point() else values.dtype
+        out = torch.full((n,), fill, dtype=dtype, device=rewards.device)
+        out[rows] = values.to(dtype)
         return out
 
     return DivaResult(

@@ -136,7 +136,9 @@ def durian_scores(
     def pick(values: torch.Tensor) -> torch.Tensor:
         return values if all_valid else values[rows]
 
-    r, group = pick(rewards), pick(group_ids)
+    # statistics in float64: with float32 a group of equal rewards has a mean that is off by ~1e-8, and
+    # (r - mean) / (std + eps) would then give those rows sizeable non-zero advantages
+    r, group = pick(rewards).to(torch.float64), pick(group_ids)
     if group.numel() and int(group.max()) + 1 > 2 * group.numel():  # sparse ids: renumber
         group, num_groups = compact_ids(group)
     else:
@@ -181,10 +183,13 @@ def durian_scores(
     grpo_scale = 1.0 / (own_std + epsilon)
     # one coefficient per prompt, one gather per response: A = (r - μ_s) · Σ_k α_k / (σ_k(s) + ε)
     scale = alpha_ori * grpo_scale + alpha_perc / (perc_den + epsilon) + alpha_reas / (reas_den + epsilon)
-    centred = r - mean[group]  # 0 for single-response and zero-variance groups
+    # exactly 0 for single-response and zero-variance groups, whatever the rounding
+    centred = torch.where(zero_variance_prompt[group], torch.zeros_like(r), r - mean[group])
     advantage = centred * scale[group]
 
     def full(values: torch.Tensor, fill) -> torch.Tensor:
+        if values.is_floating_point():
+            values = values.to(rewards.dtype)
         if all_valid:
             return values
         out = torch.full((n,), fill, dtype=values.dtype, device=device)

@@ -54,7 +54,7 @@ def g2rpo_scores(
     task_ids: torch.Tensor,
     valid: torch.Tensor,
     mode: Mode = "two_stage",
-    include_degenerate_groups: bool = False,
+    include_degenerate_groups: bool | None = None,
     tie_tolerance: float = 0.0,
 ) -> G2RPOResult:
     """G²RPO advantage of every response.
@@ -69,9 +69,10 @@ def g2rpo_scores(
             ``single_stage`` (the paper's Eq. 5 read literally): rewards map to N(0,1) within each
             task, with no per-prompt baseline.
         include_degenerate_groups: groups whose valid rewards are all equal, or that hold a single
-            valid response, carry no within-prompt signal. By default (False) they get 0 and stay out
-            of the task-level map. True reproduces the authors' code, where they are ranked among the
-            other groups (and so receive a non-zero stage-2 value).
+            valid response, carry no within-prompt signal. False: they get 0 and stay out of the
+            task-level map. True: they are ranked with the others (the authors' code in two_stage, where
+            they then receive a non-zero stage-2 value; Eq. 5 literally in single_stage). None (default):
+            False for two_stage, True for single_stage.
         tie_tolerance: rewards are snapped to multiples of this before ranking (0 = exact ties).
 
     Returns:
@@ -79,6 +80,8 @@ def g2rpo_scores(
     """
     if mode not in MODES:
         raise ValueError(f"unknown G2RPO mode {mode!r}; expected one of {MODES}")
+    if include_degenerate_groups is None:
+        include_degenerate_groups = mode == "single_stage"
     n = rewards.numel()
     advantages = torch.zeros(n, dtype=rewards.dtype, device=rewards.device)
     degenerate = torch.zeros(n, dtype=torch.bool, device=rewards.device)

@@ -45,7 +45,7 @@ def _build(cls, name: str, values: Mapping[str, Any]):
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(
-            f"unknown key(s) algorithm.{name}.{', algorithm.{name}.'.join(unknown)}; "
+            f"unknown key(s) {', '.join(f'algorithm.{name}.{key}' for key in unknown)}; "
             f"valid keys: {', '.join(sorted(known))} (see the README's configuration table)"
         )
     return cls(**values)
@@ -62,9 +62,10 @@ class G2RPOConfig:
     # extra_info.problem_type, which is what the authors' code keys on), or any other top-level
     # per-sample column present in verl's non-tensor batch (e.g. a reward extra-info key).
     task_key: str = "data_source"
-    # Ours: zero-variance and single-response groups get 0 and stay out of the task-level map.
-    # True reproduces the authors' code, which ranks them with the rest (they then get non-zero values).
-    include_degenerate_groups: bool = False
+    # Zero-variance and single-response groups. null (default): two_stage leaves them out of the task-level
+    # map with advantage 0 (ours: the authors' code ranks them and gives them non-zero values, which
+    # `true` reproduces); single_stage ranks them (Eq. 5 literally). true / false force either policy.
+    include_degenerate_groups: bool | None = None
     # Rewards are snapped to multiples of this before ranking, so that 0.3 and 0.30000001 tie.
     # 0 = exact equality (paper and authors' code).
     tie_tolerance: float = 0.0
@@ -80,9 +81,10 @@ class G2RPOConfig:
                 f"algorithm.g2rpo.task_key={self.task_key!r} is not a field name; use data_source (default) "
                 f"or extra_info.<field>, e.g. algorithm.g2rpo.task_key=extra_info.problem_type"
             )
-        if not isinstance(self.include_degenerate_groups, bool):
+        if self.include_degenerate_groups is not None and not isinstance(self.include_degenerate_groups, bool):
             raise ConfigError(
-                f"algorithm.g2rpo.include_degenerate_groups={self.include_degenerate_groups!r} must be true or false"
+                f"algorithm.g2rpo.include_degenerate_groups={self.include_degenerate_groups!r} must be true, false "
+                "or null (null: false for two_stage, true for single_stage)"
             )
         tolerance = self.tie_tolerance
         if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not math.isfinite(tolerance) \

@@ -63,12 +63,14 @@ class DifficultyTracker:
         self.rule = snapshot.rule
 
     def use_file(self, path: str | None, restore_from: str | None = None) -> None:
-        """Make ``path`` the live snapshot. Its state is restored from ``restore_from`` (a checkpoint's
-        snapshot) when given, else from ``path`` itself when it exists (a continuing run)."""
+        """Make ``path`` the live snapshot, holding the state restored from ``restore_from`` (a checkpoint's
+        snapshot) or, without one, a fresh tracker: like verl's model, a run that resumes from no checkpoint
+        starts from scratch, whatever a previous run left in the live file."""
         self.path = path
-        source = restore_from if restore_from and os.path.exists(restore_from) else path
-        if source and os.path.exists(source):
-            self.load(read_snapshot(source))
+        if restore_from and os.path.exists(restore_from):
+            self.load(read_snapshot(restore_from))
+        else:
+            self.load(DifficultySnapshot())
         if path:
             write_snapshot(path, self.snapshot())
             os.environ[ENV_TRACKER_PATH] = path
@@ -141,7 +143,8 @@ def wrap_load_checkpoint(method: Callable) -> Callable:
             folder = _resumed_folder(self)
             saved = os.path.join(folder, CHECKPOINT_FILE) if folder else None
             if folder and not os.path.exists(saved):
-                logger.warning("verl-difficulty: %s has no DIVA tracker snapshot; difficulties restart at 5", folder)
+                logger.warning("verl-difficulty: %s has no DIVA tracker snapshot; difficulties restart at 5 "
+                               "(was it saved without verl-difficulty installed?)", folder)
             TRACKER.use_file(_live_path(self), restore_from=saved)
             dataset = getattr(self, "train_dataset", None)
             if dataset is not None and hasattr(dataset, "tracker_path"):

@@ -164,7 +164,10 @@ def compute_durian_advantage(
             valid = length > 0
             check_finite_rewards(scores, valid, index, "durian")
             confidence = log_prob_sum / length.clamp_min(1) if settings.confidence == "mean" else log_prob_sum
-            check_finite_rewards(confidence, valid, index, "durian (confidence from old_log_probs)")
+            check_finite_rewards(
+                confidence, valid, index, "durian", what="confidence (token log-probs from old_log_probs)",
+                fix="A -inf/NaN log-prob means the rollout policy sampled a token it gives probability 0, or the "
+                    "old-log-prob pass overflowed: check the rollout's sampling settings and the model dtype.")
             group_ids, uids = factorize(index, device=scores.device)
             # visual entropy is a property of the prompt: read it from one valid row per prompt
             first = first_index(torch.where(valid, group_ids, len(uids)), len(uids) + 1)[:-1]
@@ -189,7 +192,8 @@ def compute_durian_advantage(
                 min_bucket_size=settings.min_bucket_size,
                 epsilon=settings.epsilon,
             )
-            _post_durian_metrics(scores, valid, result)
+            _post_durian_metrics(scores, valid, result, no_image=torch.isnan(
+                torch.from_numpy(prompt_entropy).to(scores.device))[group_ids])
         advantages = broadcast_to_tokens(result.advantages, response_mask)  # one pass over the mask
     return advantages, advantages
 
@@ -224,7 +228,7 @@ def _warn_if_no_visual_entropy(prompt_entropy: np.ndarray, key: str) -> None:
             "Compute it once with `python -m verl_difficulty.visual_entropy IN.parquet OUT.parquet` (README).", key)
 
 
-def _post_durian_metrics(scores: torch.Tensor, valid: torch.Tensor, result) -> None:
+def _post_durian_metrics(scores: torch.Tensor, valid: torch.Tensor, result, no_image: torch.Tensor) -> None:
     rows = valid.nonzero().squeeze(-1)
     if rows.numel() == 0:
         return
@@ -232,8 +236,7 @@ def _post_durian_metrics(scores: torch.Tensor, valid: torch.Tensor, result) -> N
         "durian/zero_variance_frac": float(result.zero_variance[rows].float().mean()),
         "durian/perceptual_fallback_frac": float(result.perceptual_fallback[rows].float().mean()),
         "durian/reasoning_fallback_frac": float(result.reasoning_fallback[rows].float().mean()),
-        "durian/no_image_frac": float((result.perceptual_bucket[rows] < 0).float().mean()
-                                      - result.zero_variance[rows].float().mean()),
+        "durian/no_image_frac": float(no_image[rows].float().mean()),
     }
     for name, std, size, reward_mean in (
         ("perceptual", result.perceptual_std, result.perceptual_size, result.perceptual_reward_mean),
@@ -300,14 +303,33 @@ def compute_diva_advantage(
                 lengths if lengths is not None else torch.ones_like(scores),
                 batch_norm=settings.batch_norm, rrb=settings.rrb, reward_range=settings.reward_range,
                 kappa=settings.kappa, local_weight=settings.local_weight, global_weight=settings.global_weight,
-                epsilon=settings.epsilon,
+                epsilon=settings.epsilon, padded_width=response_mask.shape[1],
             )
+            _warn_singletons(result, valid, index)
             signal = scores if settings.tracker_signal == "reward" else _accuracy(non_tensor_batch, settings, index,
                                                                                   valid_np, scores)
             tracker_metrics = _update_tracker(TRACKER, settings, signal, problem_ids, problem_labels, valid)
             _post_diva_metrics(result, valid, no_difficulty, uid_ids, non_tensor_batch, tracker_metrics)
         advantages = broadcast_to_tokens(result.advantages, response_mask)
     return advantages, advantages
+
+
+_warned_singletons = False
+
+
+def _warn_singletons(result, valid, index) -> None:
+    """The released code asserts on groups of one response; we give them 0 and say so (once, loudly;
+    every step's share is in diva/singleton_{local,global}_frac)."""
+    global _warned_singletons
+    single = (result.singleton_local | result.singleton_global) & valid
+    if not _warned_singletons and bool(single.any()):
+        _warned_singletons = True
+        rows = single.nonzero().squeeze(-1)[:5].tolist()
+        logger.warning(
+            "diva_grpo: %d response(s) are alone in their prompt group or problem group (e.g. uid %s); their "
+            "term is 0. The released code requires >= 2 responses per group: check rollout.n, or DAPO "
+            "filtering leaving single responses. Tracked per step in diva/singleton_*_frac.",
+            int(single.sum()), ", ".join(str(index[r]) for r in rows))
 
 
 def _accuracy(non_tensor_batch, settings: DivaConfig, index, valid_np, scores) -> torch.Tensor:

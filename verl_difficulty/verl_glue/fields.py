@@ -54,12 +54,12 @@ class FieldError(ValueError):
 
 
 def field_for_key(key: str) -> str:
-    """Which seam field a label key (``data_source``, ``extra_info.task``, a reward key) lives in."""
+    """Which seam field a label key lives in: ``data_source``, ``extra_info`` (for ``extra_info.<f>``), or
+    the key itself, a top-level column: a dataset column (fetched by name on v1) or a reward extra-info
+    key (the seam flattens reward extra info into top-level columns)."""
     if key.startswith(FIELD_EXTRA_INFO + "."):
         return FIELD_EXTRA_INFO
-    if key == FIELD_DATA_SOURCE:
-        return FIELD_DATA_SOURCE
-    return FIELD_REWARD_EXTRA_INFO
+    return key
 
 
 def _uid_of(uids: Any, row: int) -> str:
@@ -188,14 +188,18 @@ def valid_rows(response_mask: torch.Tensor) -> torch.Tensor:
     return valid
 
 
-def check_finite_rewards(scores: torch.Tensor, valid: torch.Tensor, uids: Any, estimator: str) -> None:
-    """Raise naming the uid(s) whose summed reward is NaN or infinite: never emit NaN advantages."""
+REWARD_FIX = "Fix the reward function (reward.custom_reward_function) so it returns finite numbers for these samples."
+
+
+def check_finite_rewards(scores: torch.Tensor, valid: torch.Tensor, uids: Any, estimator: str,
+                         what: str = "reward", fix: str = REWARD_FIX) -> None:
+    """Raise naming the uid(s) whose value (by default the summed reward) is NaN or infinite: never emit
+    NaN advantages."""
     bad = (~torch.isfinite(scores)) & valid
     if bool(bad.any()):
         rows = bad.nonzero().squeeze(-1).tolist()
-        shown = ", ".join(f"uid={_uid_of(uids, r)} (row {r}, reward {scores[r].item()})" for r in rows[:5])
+        shown = ", ".join(f"uid={_uid_of(uids, r)} (row {r}, {what} {scores[r].item()})" for r in rows[:5])
         raise FloatingPointError(
-            f"{estimator}: {len(rows)} response(s) have a non-finite reward: {shown}"
-            f"{' ...' if len(rows) > 5 else ''}. Fix the reward function (reward.custom_reward_function) so it "
-            "returns finite numbers for these samples."
+            f"{estimator}: {len(rows)} response(s) have a non-finite {what}: {shown}"
+            f"{' ...' if len(rows) > 5 else ''}. {fix}"
         )

@@ -33,6 +33,7 @@ class LocalV1Advantage:
         import ray
 
         os.environ.setdefault("TQ_LOGGING_LEVEL", "ERROR")
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         import transfer_queue as tq
         from omegaconf import OmegaConf
 
@@ -89,6 +90,7 @@ class LocalV1Advantage:
                 "extra_fields": {"reward_extra_info": info},
                 "uid": uid,
                 "data_source": batch.data_source[i],
+                "ability": f"ability-{batch.data_source[i]}",  # another dataset column, as in verl's datasets
                 "extra_info": batch.extra_info[i],
                 "global_steps": 1,
             })

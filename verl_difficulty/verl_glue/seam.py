@@ -38,7 +38,7 @@ from verl_difficulty.verl_glue.fields import (
     ALL_FIELDS,
     FIELD_DATA_SOURCE,
     FIELD_ENTROPY,
-    FIELD_EXTRA_INFO,
+    FIELD_OLD_LOG_PROBS,
     FIELD_REWARD_EXTRA_INFO,
 )
 
@@ -47,6 +47,9 @@ logger = logging.getLogger(__name__)
 _WRAPPED = "__verl_difficulty_wrapped__"  # attribute on our wrappers: the function they wrap
 _PROBE_NAME = "__verl_difficulty_forwarding_probe__"
 _TQ_EXTRA_FIELDS = "extra_fields"  # v1: the agent loop's per-sample dict; reward extra info lives inside
+# verl's own estimators that it special-cases itself: left entirely to verl (gdpo gets batch /
+# non_tensor_batch from verl by name; on v1 it still lacks prompts / attention_mask, a verl bug)
+_VERL_OWN = frozenset({"gdpo"})
 
 
 # ----------------------------------------------------------------------------------------------
@@ -148,16 +151,20 @@ class TransferQueueRows:
             )
         stored = _tq_field_names(tq, self.keys, self.partition_id)
         wanted = set(wanted)
-        to_fetch = []
-        if FIELD_DATA_SOURCE in wanted and FIELD_DATA_SOURCE not in data.non_tensor_batch:
-            to_fetch.append(FIELD_DATA_SOURCE)
-        if FIELD_EXTRA_INFO in wanted and FIELD_EXTRA_INFO not in data.non_tensor_batch:
-            to_fetch.append(FIELD_EXTRA_INFO)
-        if FIELD_REWARD_EXTRA_INFO in wanted:
-            to_fetch.append(_TQ_EXTRA_FIELDS)
-        if FIELD_ENTROPY in wanted and FIELD_ENTROPY not in data.batch.keys():
-            to_fetch.append(FIELD_ENTROPY)
-        to_fetch = [name for name in to_fetch if name in stored]
+        present = set(data.non_tensor_batch) | set(data.batch.keys())
+        to_fetch = set()
+        for name in wanted - present:
+            if name == FIELD_REWARD_EXTRA_INFO:
+                to_fetch.add(_TQ_EXTRA_FIELDS)
+            elif name == FIELD_OLD_LOG_PROBS:
+                continue  # verl fetches it itself
+            elif name in stored:
+                # data_source, extra_info, entropy, or any other dataset column named by a setting;
+                # a name TransferQueue lacks may be a reward extra-info key: fetch those too
+                to_fetch.add(name)
+            else:
+                to_fetch.add(_TQ_EXTRA_FIELDS)
+        to_fetch = sorted(name for name in to_fetch if name in stored)
         if not to_fetch:
             return
         fetched = tq.kv_batch_get(keys=self.keys, partition_id=self.partition_id, select_fields=to_fetch)
@@ -214,25 +221,28 @@ _tq_rows: contextvars.ContextVar[TransferQueueRows | None] = contextvars.Context
 # Legacy: keep per-token entropy through compute_advantage
 # ----------------------------------------------------------------------------------------------
 
-_entropy_we_kept: set[int] = set()  # ids of entropy tensors this module added to a batch
+_KEPT_ENTROPY_MARKER = "verl_difficulty_kept_entropy"  # a [B] flag key: "entropy" here was added by us
 
 
 def _keep_entropy(old_log_prob, algorithm_config) -> None:
     batch = old_log_prob.batch
     if FIELD_ENTROPY in batch.keys() or "entropys" not in batch.keys():
         return  # verl keeps it itself, or produced none
-    fn = _registered(algorithm_config.get("adv_estimator") if algorithm_config is not None else None)
-    if fn is None or not accepts_fields(fn) or FIELD_ENTROPY not in wanted_fields(fn, algorithm_config):
+    name = algorithm_config.get("adv_estimator") if algorithm_config is not None else None
+    fn = _registered(name)
+    if fn is None or not accepts_fields(fn) or _estimator_name(name) in _VERL_OWN \
+            or FIELD_ENTROPY not in wanted_fields(fn, algorithm_config):
         return
     batch[FIELD_ENTROPY] = batch["entropys"]  # same tensor, no copy; verl pops "entropys" itself
-    _entropy_we_kept.add(id(batch[FIELD_ENTROPY]))
+    batch[_KEPT_ENTROPY_MARKER] = torch.ones(batch.batch_size[0], dtype=torch.bool)
 
 
 def _drop_kept_entropy(data) -> None:
-    """Remove the entropy we kept, so it is not shipped to the actor update."""
-    if FIELD_ENTROPY in data.batch.keys() and id(data.batch[FIELD_ENTROPY]) in _entropy_we_kept:
-        _entropy_we_kept.discard(id(data.batch[FIELD_ENTROPY]))
-        data.batch.pop(FIELD_ENTROPY)
+    """Remove the entropy we kept (and its marker), so it is not shipped to the actor update."""
+    if _KEPT_ENTROPY_MARKER in data.batch.keys():
+        data.batch.pop(_KEPT_ENTROPY_MARKER)
+        if FIELD_ENTROPY in data.batch.keys():
+            data.batch.pop(FIELD_ENTROPY)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -267,7 +277,7 @@ def wrap_compute_advantage(verl_compute_advantage: Callable) -> Callable:
     def compute_advantage(data, adv_estimator, gamma=1.0, lam=1.0, num_repeat=1, norm_adv_by_std_in_grpo=True,
                           config=None):
         fn = _registered(adv_estimator)
-        if fn is None or not accepts_fields(fn):
+        if fn is None or not accepts_fields(fn) or _estimator_name(adv_estimator) in _VERL_OWN:
             return verl_compute_advantage(data, adv_estimator, gamma=gamma, lam=lam, num_repeat=num_repeat,
                                           norm_adv_by_std_in_grpo=norm_adv_by_std_in_grpo, config=config)
         try:
@@ -302,7 +312,8 @@ def wrap_v1_compute_advantage(method: Callable) -> Callable:
             result = method(self, batch, metrics, *args, **kwargs)
         finally:
             _tq_rows.reset(token)
-        metrics.update(estimator_metrics.drain())
+            posted = estimator_metrics.drain()  # also on failure: stale metrics must not reach the next step
+        metrics.update(posted)
         return result
 
     setattr(_compute_advantage, _WRAPPED, method)
