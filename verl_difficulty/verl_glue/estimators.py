@@ -132,6 +132,7 @@ def _g2rpo_fields(config: Any) -> set[str]:
 
 compute_g2rpo_advantage.required_fields = _g2rpo_fields  # type: ignore[attr-defined]
 
+
 def compute_durian_advantage(
     token_level_rewards: torch.Tensor,
     response_mask: torch.Tensor,
@@ -254,6 +255,7 @@ def _durian_fields(config: Any) -> set[str]:
 
 
 compute_durian_advantage.required_fields = _durian_fields  # type: ignore[attr-defined]
+
 
 def compute_diva_advantage(
     token_level_rewards: torch.Tensor,
@@ -393,6 +395,7 @@ def _diva_fields(config: Any) -> set[str]:
 
 
 compute_diva_advantage.required_fields = _diva_fields  # type: ignore[attr-defined]
+
 
 # name -> adapter; every name here is registered in verl's ADV_ESTIMATOR_REGISTRY.
 ESTIMATORS: dict[str, Callable] = {
