@@ -83,6 +83,15 @@ def _registered(adv_estimator: Any) -> Callable | None:
     return core_algos.ADV_ESTIMATOR_REGISTRY.get(_estimator_name(adv_estimator))
 
 
+def _served(adv_estimator: Any) -> Callable | None:
+    """The estimator function when the seam serves it (registered, declares the fields, not one verl
+    feeds itself by name), else None."""
+    fn = _registered(adv_estimator)
+    if fn is None or not accepts_fields(fn) or _estimator_name(adv_estimator) in _VERL_OWN:
+        return None
+    return fn
+
+
 # ----------------------------------------------------------------------------------------------
 # Feature detection: does verl's own compute_advantage forward batch / non_tensor_batch?
 # ----------------------------------------------------------------------------------------------
@@ -228,10 +237,8 @@ def _keep_entropy(old_log_prob, algorithm_config) -> None:
     batch = old_log_prob.batch
     if FIELD_ENTROPY in batch.keys() or "entropys" not in batch.keys():
         return  # verl keeps it itself, or produced none
-    name = algorithm_config.get("adv_estimator") if algorithm_config is not None else None
-    fn = _registered(name)
-    if fn is None or not accepts_fields(fn) or _estimator_name(name) in _VERL_OWN \
-            or FIELD_ENTROPY not in wanted_fields(fn, algorithm_config):
+    fn = _served(algorithm_config.get("adv_estimator") if algorithm_config is not None else None)
+    if fn is None or FIELD_ENTROPY not in wanted_fields(fn, algorithm_config):
         return
     batch[FIELD_ENTROPY] = batch["entropys"]  # same tensor, no copy; verl pops "entropys" itself
     batch[_KEPT_ENTROPY_MARKER] = torch.ones(batch.batch_size[0], dtype=torch.bool)
@@ -276,8 +283,8 @@ def wrap_compute_advantage(verl_compute_advantage: Callable) -> Callable:
     @functools.wraps(verl_compute_advantage)
     def compute_advantage(data, adv_estimator, gamma=1.0, lam=1.0, num_repeat=1, norm_adv_by_std_in_grpo=True,
                           config=None):
-        fn = _registered(adv_estimator)
-        if fn is None or not accepts_fields(fn) or _estimator_name(adv_estimator) in _VERL_OWN:
+        fn = _served(adv_estimator)
+        if fn is None:
             return verl_compute_advantage(data, adv_estimator, gamma=gamma, lam=lam, num_repeat=num_repeat,
                                           norm_adv_by_std_in_grpo=norm_adv_by_std_in_grpo, config=config)
         try:
