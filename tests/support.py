@@ -140,7 +140,7 @@ def reference_durian(rewards, uids, valid, entropy, confidence, alphas=(0.1, 0.2
     own = {g: statistics.stdev([rewards[i] for i in m]) if len(m) > 1 else 0.0 for g, m in groups.items()}
     zero_var = {g for g, m in groups.items() if len(m) == 1 or len({rewards[i] for i in m}) == 1}
     eligible = [g for g in groups if include_zero_variance or g not in zero_var]
-    h = {g: sum(entropy[i] for i in m) / len(m) for g, m in groups.items()}
+    h = {g: entropy[m[0]] for g, m in groups.items()}  # a per-prompt value: its first row's
     conf = {g: sum(confidence[i] for i in m) / len(m) for g, m in groups.items()}
     with_image = {g: h[g] for g in eligible if not math.isnan(h[g])}
     if thresholds is not None:

@@ -23,6 +23,7 @@ import torch
 
 from verl_difficulty.core.groups import (
     compact_ids,
+    first_index,
     segment_count,
     segment_mean,
     segment_min_max,
@@ -114,7 +115,8 @@ def durian_scores(
         rewards: [N] scalar reward per response (finite on valid rows).
         group_ids: [N] int64 prompt-group id (verl's uid, factorized: codes 0..K-1).
         valid: [N] bool; False for padding rows (take part in nothing, get 0).
-        visual_entropy: [N] the prompt's visual entropy H, NaN for a sample without an image.
+        visual_entropy: [N] the prompt's visual entropy H (the same on all its rows; the first valid row's
+            value is used), NaN for a sample without an image.
         confidence: [N] the response's confidence (its mean or summed token log-prob); the prompt's
             reasoning signal L is the mean over its valid responses.
         alphas: (α_ori, α_perc, α_reas).
@@ -151,7 +153,10 @@ def durian_scores(
     lo, hi = segment_min_max(r, group, num_groups)
     zero_variance_prompt = (count <= 1) | (lo == hi)
     eligible = (count > 0) if include_zero_variance_groups else ~zero_variance_prompt
-    prompt_entropy = segment_mean(pick(visual_entropy).to(torch.float64), group, num_groups, count)  # NaN: no image
+    # H is a property of the prompt (its rows repeat one dataset row): take it from the prompt's first row.
+    # A mean of k equal copies is not exact in floating point (x·3/3 ≠ x·2/2), which would split ties.
+    first = first_index(group, num_groups).clamp_max(max(group.numel() - 1, 0))
+    prompt_entropy = pick(visual_entropy).to(torch.float64)[first]  # NaN: no image (absent prompts: unused)
     prompt_confidence = segment_mean(pick(confidence).to(torch.float64), group, num_groups, count)
 
     # bucket of every prompt (-1 = none), by rank among eligible prompts (perceptual: those with an image)
