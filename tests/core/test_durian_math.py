@@ -202,11 +202,10 @@ def test_property_prompts_with_equal_signals_share_buckets(batch):
 
 
 def test_equal_visual_entropy_shares_a_bucket_whatever_the_group_sizes():
-    # regression (found by hypothesis): a float mean of k copies of H differs with k (x*3/3 != x*2/2),
-    # which split prompts of equal H into different perceptual buckets
+    # regression (found by hypothesis): a float mean of k copies of H differs with k (here 5 vs 2 copies),
+    # which split two prompts of equal H into different perceptual buckets
     h = 6.525737868036384
-    rewards = [1.0, 0.0] + [1.0, 0.0, 0.0] + [1.0, 0.0, 1.0, 0.0] + [0.0, 1.0]
-    uids = ["a"] * 2 + ["b"] * 3 + ["c"] * 4 + ["d"] * 2
-    entropy = [h] * 5 + [1.0] * 4 + [9.0] * 2
-    res = run(rewards, uids, entropy, [-1.0] * 11)
-    assert res.perceptual_bucket[0] == res.perceptual_bucket[2]
+    rewards = [0.0, 0.0, 0.0, 0.0, 1.0] + [0.0, 1.0]
+    uids = ["a"] * 5 + ["b"] * 2
+    res = run(rewards, uids, [h] * 7, [-2.0] * 7)
+    assert res.perceptual_bucket[0] == res.perceptual_bucket[5]
