@@ -19,6 +19,7 @@ PATCHES = [
     PATCH_DIR / "0001-legacy-compute-advantage-forward-batch.diff",
     PATCH_DIR / "0002-v1-fetch-extra-fields-for-estimators.diff",
     PATCH_DIR / "0003-legacy-keep-entropy-for-advantage.diff",
+    PATCH_DIR / "0004-actor-entropy-band-regulariser.diff",
 ]
 
 # Runs in a subprocess with the patched copy first on PYTHONPATH.
@@ -81,6 +82,32 @@ assert sorted(non_tensors) == ["acc", "data_source", "extra_fields", "pred"], so
 assert all(v.dtype == object and v.shape == (2,) for v in non_tensors.values())
 assert non_tensors["acc"].tolist() == [1.0, None] and non_tensors["pred"].tolist() == [None, "x"]
 assert sorted(td.keys()) == ["response_mask", "uid"], sorted(td.keys())
+
+# 0004: ppo_loss adds lambda_ent * the entropy-band term; absent task ("c") adds nothing, gradient flows.
+from verl.utils import tensordict_utils as tu
+from verl.workers.config.actor import ActorConfig
+from verl.workers.utils import losses
+
+log_prob = torch.tensor([[-0.9, -0.7, -0.1], [-0.1, -0.1, -0.1]], requires_grad=True)
+mb = TensorDict({
+    "prompts": torch.ones(2, 1, dtype=torch.long), "responses": torch.ones(2, 3, dtype=torch.long),
+    "attention_mask": torch.ones(2, 4, dtype=torch.long), "response_mask": torch.tensor([[1, 1, 0], [1, 1, 1]]),
+    "old_log_probs": torch.zeros(2, 3), "advantages": torch.zeros(2, 3), "task_index": torch.tensor([0, 1]),
+}, batch_size=[2])
+for key, value in {"dp_size": 1, "batch_num_tokens": 5, "global_batch_size": None}.items():
+    tu.assign_non_tensor_data(mb, key, value)
+flat = torch.cat([torch.zeros(2, 1), log_prob], 1)[:, 1:]  # no-padding layout: position i predicts i + 1
+model_output = {"log_probs": torch.cat([flat, torch.zeros(2, 1)], 1).reshape(-1)}
+config = ActorConfig(strategy="fsdp", rollout_n=1, ppo_micro_batch_size=2, clip_ratio=0.2)
+plain, _ = losses.ppo_loss(config, model_output, mb)
+tu.assign_non_tensor_data(mb, "entropy_shaping", {"tasks": ["a", "b", "c"], "bands": [[0.2, 0.6]] * 3,
+                                                  "lambda_ent": 0.5, "estimator": "nll"})
+shaped, metrics = losses.ppo_loss(config, model_output, mb)
+# task a: H = (0.9 + 0.7) / 2 = 0.8 -> 0.2 above; task b: H = 0.1 -> 0.1 below; c absent -> 0
+assert abs((shaped - plain).item() - 0.5 * 0.3) < 1e-6, (shaped, plain)
+shaped.backward()
+assert torch.isfinite(log_prob.grad).all() and log_prob.grad.abs().sum() > 0
+assert metrics["entropy_shaping/c/entropy"].aggregate() == 0.0
 print("PROBE_OK", seen["non_tensor_batch"]["data_source"].tolist())
 """
 
@@ -133,7 +160,8 @@ def test_patches_apply_cleanly_and_work(tmp_path):
         _patch(tmp_path, diff)
 
     changed = sorted({path for diff in PATCHES for path in _changed_files(diff)})
-    assert changed == ["verl/trainer/ppo/ray_trainer.py", "verl/trainer/ppo/v1/trainer_base.py"]
+    assert changed == ["verl/trainer/ppo/ray_trainer.py", "verl/trainer/ppo/v1/trainer_base.py",
+                       "verl/workers/utils/losses.py"]
     for path in changed:
         py_compile.compile(str(tmp_path / path), doraise=True)
 

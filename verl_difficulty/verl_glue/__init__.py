@@ -38,8 +38,32 @@ def _on_v1_trainer(module) -> None:
     patch_v1_trainer(module)
 
 
+def _on_v1_trainer_entropy(module) -> None:
+    from verl_difficulty.verl_glue.entropy_shaping import patch_v1_trainer_for_entropy
+
+    patch_v1_trainer_for_entropy(module)
+
+
+def _on_reward_manager_registry(module) -> None:
+    from verl_difficulty.verl_glue.reward_manager import register_reward_manager
+
+    register_reward_manager(module)
+
+
+def _on_losses(module) -> None:
+    from verl_difficulty.verl_glue.entropy_shaping import patch_losses
+
+    patch_losses(module)
+
+
+def _on_engine_workers(module) -> None:
+    from verl_difficulty.verl_glue.entropy_shaping import patch_engine_workers
+
+    patch_engine_workers(module)
+
+
 def install() -> None:
-    """Register estimators and the field seam (idempotent)."""
+    """Register estimators, the field seam, the multitask reward manager and entropy shaping (idempotent)."""
     global _installed
     if _installed:
         return
@@ -48,3 +72,11 @@ def install() -> None:
     when_imported("verl.trainer.ppo.ray_trainer", _on_ray_trainer)
     when_imported("verl.trainer.ppo.v1.utils", _on_v1_utils)
     when_imported("verl.trainer.ppo.v1.trainer_base", _on_v1_trainer)
+    # multi-task rewards and entropy shaping (docs/rewards.md)
+    when_imported("verl.trainer.ppo.v1.trainer_base", _on_v1_trainer_entropy)
+    when_imported("verl.experimental.reward_loop.reward_manager", _on_reward_manager_registry)
+    when_imported("verl.workers.utils.losses", _on_losses)
+    when_imported("verl.workers.engine_workers", _on_engine_workers)
+    from verl_difficulty.cpu import install as install_cpu_support  # registers names only; fixes need VERL_PLATFORM=cpu
+
+    install_cpu_support()
