@@ -8,6 +8,7 @@ import os
 import py_compile
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,7 @@ PATCHES = [
     PATCH_DIR / "0002-v1-fetch-extra-fields-for-estimators.diff",
     PATCH_DIR / "0003-legacy-keep-entropy-for-advantage.diff",
     PATCH_DIR / "0004-actor-entropy-band-regulariser.diff",
+    PATCH_DIR / "0005-cpu-platform-fixes.diff",
 ]
 
 # Runs in a subprocess with the patched copy first on PYTHONPATH.
@@ -108,6 +110,18 @@ assert abs((shaped - plain).item() - 0.5 * 0.3) < 1e-6, (shaped, plain)
 shaped.backward()
 assert torch.isfinite(log_prob.grad).all() and log_prob.grad.abs().sum() > 0
 assert metrics["entropy_shaping/c/entropy"].aggregate() == 0.0
+
+# 0005: the process-group backend is chosen per device; the FSDP engines are registered for cpu too.
+from verl.utils import distributed
+from verl.workers.engine.base import EngineRegistry
+from verl.workers.engine.fsdp import transformer_impl
+
+assert distributed.get_process_group_backend() == "cpu:gloo,cuda:nccl"  # no VERL_PLATFORM: nvidia fallback
+for model_type, cls in (("language_model", transformer_impl.FSDPEngineWithLMHead),
+                        ("value_model", transformer_impl.FSDPEngineWithValueHead)):
+    for backend in ("fsdp", "fsdp2"):
+        assert EngineRegistry._engines[model_type][backend]["cpu"] is cls
+        assert EngineRegistry._engines[model_type][backend]["cuda"] is cls
 print("PROBE_OK", seen["non_tensor_batch"]["data_source"].tolist())
 """
 
@@ -161,6 +175,7 @@ def test_patches_apply_cleanly_and_work(tmp_path):
 
     changed = sorted({path for diff in PATCHES for path in _changed_files(diff)})
     assert changed == ["verl/trainer/ppo/ray_trainer.py", "verl/trainer/ppo/v1/trainer_base.py",
+                       "verl/utils/distributed.py", "verl/workers/engine/fsdp/transformer_impl.py",
                        "verl/workers/utils/losses.py"]
     for path in changed:
         py_compile.compile(str(tmp_path / path), doraise=True)
@@ -223,3 +238,49 @@ def test_seam_steps_aside_on_patched_verl(tmp_path):
                             env=env, capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "STEP_ASIDE_OK" in result.stdout
+
+
+# Runs with only 0005 applied, VERL_PLATFORM=cpu and our plugin loaded: verl now picks gloo and registers the
+# cpu engines itself, so verl_fixes must leave initialize_global_process_group_ray alone, and both work.
+CPU_STEP_ASIDE = r"""
+import sys
+
+import torch
+import torch.distributed as dist
+
+import verl
+from verl.utils import device, distributed
+from verl.workers import engine_workers
+from verl.workers.engine.base import EngineRegistry
+from verl.workers.engine.fsdp import transformer_impl
+
+assert distributed.__file__.startswith(sys.argv[1]) and transformer_impl.__file__.startswith(sys.argv[1])
+assert "verl_difficulty.cpu.verl_fixes" in sys.modules  # the fixes were installed ...
+function = distributed.initialize_global_process_group_ray
+assert not hasattr(function, "__verl_difficulty_cpu_fix__") and not hasattr(function, "__wrapped__")  # ... but idle
+assert engine_workers.initialize_global_process_group_ray is function
+assert device.get_device_name() == "cpu" and distributed.get_process_group_backend() == "gloo"
+assert EngineRegistry.get_engine_cls("language_model", "fsdp2") is transformer_impl.FSDPEngineWithLMHead
+assert EngineRegistry.get_engine_cls("value_model", "fsdp") is transformer_impl.FSDPEngineWithValueHead
+function(timeout_second=None)
+assert dist.get_backend() == "gloo" and dist.get_world_size() == 1
+dist.destroy_process_group()
+print("CPU_STEP_ASIDE_OK")
+"""
+
+
+def test_cpu_fixes_step_aside_on_patched_verl(tmp_path):
+    if shutil.which("patch") is None and shutil.which("git") is None:
+        pytest.skip("neither `patch` nor `git` is installed")
+    shutil.copytree(_installed_verl(), tmp_path / "verl", ignore=shutil.ignore_patterns("__pycache__"))
+    _patch(tmp_path, PATCH_DIR / "0005-cpu-platform-fixes.diff")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "VERL_USE_EXTERNAL_PLUGINS": "verl_difficulty",
+           "VERL_PLATFORM": "cpu", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": "0",
+           "WORLD_SIZE": "1", "CUDA_VISIBLE_DEVICES": ""}
+    result = subprocess.run([sys.executable, "-c", CPU_STEP_ASIDE, str(tmp_path / "verl")], check=False,
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "CPU_STEP_ASIDE_OK" in result.stdout

@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 from verl_difficulty.cpu import assets
+from verl_difficulty.rewards import compute_score
 from verl_difficulty.rewards.scorers import resolve_task
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,6 +54,7 @@ def test_layout_and_manifest(built):
     assert manifest["params"] == {"seed": 0, "n_train": N_TRAIN, "n_test": N_TEST, "image_size": 56}
     assert "qwen2_5_vl/model.safetensors" in manifest["files"]
     assert "qwen2_5_vl/processing_tiny_qwen2_5_vl.py" in manifest["files"]
+    assert "qwen2/tokenization_tiny_word_level.py" in manifest["files"]
     assert pq.read_metadata(built["vl_train"]).num_rows == N_TRAIN
     assert pq.read_metadata(built["text_test"]).num_rows == N_TEST
 
@@ -68,6 +70,14 @@ def test_builds_are_byte_identical_and_reused(built, tmp_path):
 
     weights.write_bytes(b"corrupt")  # a damaged file is noticed and the build redone
     assets.build_assets(tmp_path / "again", n_train=N_TRAIN, n_test=N_TEST)
+    assert _files(again) == _files(built)
+
+    manifest = json.loads(Path(again["manifest"]).read_text())  # an older format version is rebuilt
+    manifest["version"] = assets.ASSET_VERSION - 1
+    Path(again["manifest"]).write_text(json.dumps(manifest))
+    (Path(again["text_model"]) / "tokenization_tiny_word_level.py").unlink()
+    assets.build_assets(tmp_path / "again", n_train=N_TRAIN, n_test=N_TEST)
+    assert json.loads(Path(again["manifest"]).read_text())["version"] == assets.ASSET_VERSION
     assert _files(again) == _files(built)
 
     other = assets.build_assets(tmp_path / "again", seed=1, n_train=N_TRAIN, n_test=N_TEST)  # new params: rebuilt
@@ -122,6 +132,58 @@ def test_tokenizer_special_tokens_and_chat_template(built):
         for row in pq.read_table(built[key], columns=["prompt"]).to_pylist():
             rendered = tok.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=False)
             assert tok.unk_token_id not in tok(rendered.replace("<image>", ""))["input_ids"]
+
+
+_CHAT = [{"role": "system", "content": "You are a helpful assistant ."},
+         {"role": "user", "content": "What is 3 + 4 ?\nAnswer with a number in <answer> </answer> ."},
+         {"role": "assistant", "content": "<answer> 7 </answer>"}]
+
+
+@pytest.mark.parametrize("loader", ["auto_trust", "verl_trust", "auto", "verl"])
+def test_text_model_folder_loads_the_word_level_tokenizer(built, loader):
+    # transformers 5 ignores tokenizer_class for model_type qwen2 and would rebuild a byte-level Qwen2Tokenizer
+    # (encode("user\n3") -> one token); the folder's auto_map keeps the word-level tokenizer, with and without
+    # trust_remote_code
+    from transformers import AutoTokenizer
+    from verl.utils.tokenizer import hf_tokenizer
+
+    reference = AutoTokenizer.from_pretrained(built["tokenizer"])
+    kwargs = {"trust_remote_code": True} if loader.endswith("_trust") else {}
+    load = AutoTokenizer.from_pretrained if loader.startswith("auto") else hf_tokenizer
+    tok = load(built["text_model"], **kwargs)
+    assert type(tok).__name__ == ("TinyWordLevelTokenizer" if kwargs else "TokenizersBackend")
+    assert len(tok.encode("\n", add_special_tokens=False)) == 1
+    assert tok.encode("user\n3") == reference.encode("user\n3") and len(tok.encode("user\n3")) == 3
+    assert len(tok) == len(reference) and tok.get_vocab() == reference.get_vocab()
+    assert (tok.eos_token, tok.pad_token, tok.unk_token) == (reference.eos_token, reference.pad_token, "[UNK]")
+    for add_generation_prompt in (False, True):
+        chat = _CHAT if not add_generation_prompt else _CHAT[:2]
+        text = tok.apply_chat_template(chat, add_generation_prompt=add_generation_prompt, tokenize=False)
+        assert text == reference.apply_chat_template(chat, add_generation_prompt=add_generation_prompt,
+                                                     tokenize=False)
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        assert ids == reference(text, add_special_tokens=False)["input_ids"] and tok.unk_token_id not in ids
+        assert tok.decode(ids) == reference.decode(ids)
+
+
+def test_verl_continuous_token_builders_construct(built):
+    from verl.utils.tokenizer import hf_processor, hf_tokenizer
+    from verl.utils.tokenizer.continuous_token_wiring import create_continuous_token_builder
+
+    text_tok = hf_tokenizer(built["text_model"], trust_remote_code=True)
+    builder = create_continuous_token_builder(text_tok, hf_model_type="qwen2")  # needs "\n" to be one token
+    assert type(builder).__name__ == "QwenContinuousTokenBuilder"
+    ids = builder.build_initial_tokens(_CHAT[:2])
+    assert ids == text_tok.apply_chat_template(_CHAT[:2], add_generation_prompt=True, tokenize=True,
+                                               return_dict=True)["input_ids"]
+
+    processor = hf_processor(built["vl_model"], trust_remote_code=True)
+    vl_tok = hf_tokenizer(built["vl_model"], trust_remote_code=True)
+    vl_builder = create_continuous_token_builder(vl_tok, hf_model_type="qwen2_5_vl", processor=processor)
+    assert type(vl_builder).__name__ == "QwenVLContinuousTokenBuilder"
+    image = Image.open(BytesIO(_first_vl_row(built)["images"][0]["bytes"]))
+    vl_ids = vl_builder.build_initial_tokens(_chat_with_image(), images=[image])
+    assert vl_ids.count(vl_tok.convert_tokens_to_ids("<|image_pad|>")) == 4  # expanded by the processor
 
 
 # ------------------------------------------------------------------------------ processor and models
@@ -257,28 +319,28 @@ def test_rows_score_as_intended(built):
             info, gt = row["extra_info"], row["reward_model"]["ground_truth"]
             assert row["reward_model"]["style"] == "rule"
             assert resolve_task(row["data_source"], info)[1] == expected[row["data_source"]]
-            perfect = assets.compute_score(row["data_source"], f"<answer>{gt}</answer>", gt, info)
+            perfect = compute_score(row["data_source"], f"<answer>{gt}</answer>", gt, info)
             assert perfect["acc"] == pytest.approx(1.0) and perfect["format"] == 1, (row, perfect)
             bonus = 0.25 if expected[row["data_source"]] == "grounding" else 0.0  # the scorer's structure bonus
             assert perfect["score"] == pytest.approx(1.0 + bonus)
-            bare = assets.compute_score(row["data_source"], f"well {gt}", gt, info)  # no tags: acc, no format
+            bare = compute_score(row["data_source"], f"well {gt}", gt, info)  # no tags: acc, no format
             assert bare["acc"] == pytest.approx(1.0) and bare["format"] == 0, (row, bare)
             assert bare["score"] == pytest.approx(0.9)
-            assert assets.compute_score(row["data_source"], "", gt, info)["score"] == 0.0
+            assert compute_score(row["data_source"], "", gt, info)["score"] == 0.0
         if key == "vl_train":
             assert all(len(r["images"]) == 1 and r["prompt"][0]["content"].startswith("<image>") for r in rows)
 
 
-def test_lenient_templates():
-    choice, integer, box = (assets.LENIENT_TEMPLATES[n] for n in ("lenient_choice", "lenient_integer", "lenient_box"))
-    assert choice.extract_answer("red B green A blue") == "A"
-    assert choice.extract_answer("<answer>C</answer> D") == "C"  # a tagged answer wins
-    assert choice.extract_answer("a helpful assistant") is None
-    assert integer.extract_answer("14 , 3 square") == "3"
-    assert integer.extract_answer("x2 y1") is None
-    assert json.loads(box.extract_answer("7 42 14 , 28 0")) == [28, 0, 42, 14]  # corners (42, 14), (28, 0)
-    assert box.extract_answer("14 28 42") is None
-    assert not integer.check_format("3") and integer.check_format("<answer>3</answer>")
+def test_rows_name_built_in_lenient_templates(built):
+    # the templates live in verl_difficulty.rewards.templates (any process scores the rows); the old
+    # entry point assets.compute_score is the plain scorer
+    from verl_difficulty.rewards.templates import TEMPLATES, LenientTemplate
+
+    assert assets.compute_score is compute_score
+    rows = pq.read_table(built["vl_train"], columns=["extra_info"]).to_pylist()
+    names = {r["extra_info"]["template"] for r in rows}
+    assert names == {"lenient_choice", "lenient_integer", "lenient_box"}
+    assert all(isinstance(TEMPLATES[name], LenientTemplate) for name in names)
 
 
 @pytest.mark.parametrize("key", ["vl_train", "text_train"])

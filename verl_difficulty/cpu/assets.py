@@ -6,7 +6,7 @@ with no network::
     DIR/manifest.json         parameters, format version and a sha256 per file (a rebuild is skipped when they match)
     DIR/tokenizer/            word-level tokenizer (tokenizers library) as a transformers PreTrainedTokenizerFast
     DIR/qwen2_5_vl/           random Qwen2.5-VL (2 text layers, 2-layer vision tower) + tokenizer + processor
-    DIR/qwen2/                random text-only Qwen2 with the same tokenizer
+    DIR/qwen2/                random text-only Qwen2 with the same tokenizer (+ tokenization_tiny_word_level.py)
     DIR/data/vl_{train,test}.parquet     four visual tasks in verl's RL parquet format (56x56 PIL drawings)
     DIR/data/text_{train,test}.parquet   the same problems described in words, for the Qwen2 model
 
@@ -36,6 +36,19 @@ The processor without torchvision (notes blocker 10)
     ``hf_processor`` swallows that and returns None (the run would silently go text-only). Nothing installed is
     edited; on a machine with torchvision the same folder works too.
 
+The text model's tokenizer (transformers 5 and model_type qwen2)
+    transformers 5's ``AutoTokenizer`` lists ``qwen2`` among the model types whose hub ``tokenizer_class`` it
+    distrusts (``MODELS_WITH_INCORRECT_HUB_TOKENIZER_CLASS``): for a folder whose config.json says qwen2 it
+    ignores ``tokenizer_class`` and rebuilds a byte-level ``Qwen2Tokenizer`` from the vocabulary, which drops
+    every word and the newline of this word-level vocabulary (``encode("user\\n3")`` gave one token), and verl's
+    continuous-token builder then refuses it ("Expected Qwen newline to tokenize to one token"). The only
+    override it honours is an ``auto_map``: ``qwen2/tokenizer_config.json`` maps ``AutoTokenizer`` to
+    ``tokenization_tiny_word_level.TinyWordLevelTokenizer``, a ``PreTrainedTokenizerFast`` subclass with no
+    code of its own, shipped in the folder. With ``trust_remote_code=True`` (which the VL processor needs
+    anyway) that class loads tokenizer.json as is; without it transformers drops the auto_map for qwen2 and
+    falls back to the ``tokenizer_class`` of the config (``TokenizersBackend``), the same tokenizer. The VL
+    folder (model_type qwen2_5_vl) and ``tokenizer/`` (no config.json) need nothing.
+
 qwen-vl-utils (notes blocker 11)
     verl's ``RLHFDataset`` calls ``qwen_vl_utils.process_vision_info`` for any prompt with an image (in the
     over-long-prompt filter and, through ``dataset_cls.process_multi_modal_info``, in the agent loop), and
@@ -53,16 +66,14 @@ Tasks (``data_source`` -> answer type, via ``extra_info.problem_type``; see rewa
     synthetic/arithmetic  numerical        the sum a+b (0-4 each) drawn as pixel digits
 
 Reward a random policy can earn
-    The scorers' templates all need ``<answer>...</answer>`` (or ``\\boxed{}``), which a random 16-token policy
-    essentially never writes, so GRPO would see all-zero rewards. This module registers three lenient templates
+    The strict templates all need ``<answer>...</answer>`` (or ``\\boxed{}``), which a random 16-token policy
+    essentially never writes, so GRPO would see all-zero rewards. Each row therefore names, in
+    ``extra_info.template``, one of the built-in lenient templates of ``verl_difficulty.rewards.templates``
     (``lenient_choice``, ``lenient_integer``, ``lenient_box``): the tagged answer when there is one (and the
-    format bonus only then), else the LAST answer-shaped token of the response: a standalone capital letter, an
-    integer, or the corners given by the last four integers as a box. Each row names its template in
-    ``extra_info.template``, which ``rewards.scorers.compute_score`` honours per sample. The templates must be
-    registered in the process that scores: use this module's ``compute_score`` (registers, then delegates) as
-    the reward function, ``reward.custom_reward_function.path=pkg://verl_difficulty.cpu.assets``
-    ``name=compute_score``, or import this module first. ``random_policy_reward_rate`` measures what a
-    uniform random policy earns per task.
+    format bonus only then), else the LAST answer-shaped token of the response. The plain scorer
+    ``verl_difficulty.rewards.compute_score`` and the ``multitask`` reward manager honour it per sample, in any
+    process, with nothing to import or register (``compute_score`` here is the same function, kept as an alias).
+    ``random_policy_reward_rate`` measures what a uniform random policy earns per task.
 
 Visual entropy
     ``extra_info.visual_entropy`` is the model-free pixel proxy of ``verl_difficulty.visual_entropy`` (spectral
@@ -79,7 +90,6 @@ import io
 import json
 import math
 import os
-import re
 import shutil
 import sys
 from collections.abc import Sequence
@@ -90,13 +100,10 @@ from typing import Any
 import numpy as np
 
 from verl_difficulty.rewards import scorers as _scorers
-from verl_difficulty.rewards.templates import TEMPLATES, Template, register_template
 
 __all__ = [
     "ASSET_VERSION",
     "CHAT_TEMPLATE",
-    "LENIENT_TEMPLATES",
-    "LenientTemplate",
     "SPECIAL_TOKENS",
     "TASKS",
     "VISION_TOKENS",
@@ -105,10 +112,9 @@ __all__ = [
     "main",
     "pil_process_vision_info",
     "random_policy_reward_rate",
-    "register_lenient_templates",
 ]
 
-ASSET_VERSION = 1  # bump whenever the bytes a build writes change
+ASSET_VERSION = 2  # bump whenever the bytes a build writes change (2: qwen2/ tokenizer auto_map)
 MANIFEST = "manifest.json"
 
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
@@ -152,6 +158,24 @@ class Qwen2_5_VLProcessor(_StockProcessor):
         ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
 '''
 
+TOKENIZER_MODULE = "tokenization_tiny_word_level"
+TOKENIZER_CLASS = "TinyWordLevelTokenizer"
+TOKENIZER_CODE = '''"""The word-level tokenizer of tokenizer.json, as is (a PreTrainedTokenizerFast under its own name).
+
+Written by verl_difficulty.cpu.assets into the text-only Qwen2 folder. transformers 5 ignores tokenizer_config's
+tokenizer_class for model_type "qwen2" and rebuilds a byte-level Qwen2Tokenizer from the vocabulary, which
+does not tokenize this vocabulary; the auto_map entry naming this class is honoured instead. Load with
+trust_remote_code=True (without it, transformers drops the auto_map for qwen2 and loads the same tokenizer.json
+as TokenizersBackend).
+"""
+
+from transformers import PreTrainedTokenizerFast
+
+
+class TinyWordLevelTokenizer(PreTrainedTokenizerFast):
+    pass
+'''
+
 COLOURS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 70, 220), "yellow": (230, 200, 30)}
 LETTERS = ("A", "B", "C", "D")
 MAX_COUNT = 4
@@ -181,60 +205,9 @@ TASKS = (
 )
 
 
-# ------------------------------------------------------------------------------------------ lenient templates
-
-_LETTER_RE = re.compile(r"(?<![A-Za-z0-9])[A-Z](?![A-Za-z0-9])")
-_INT_RE = re.compile(r"(?<![\w.])\d+(?![\w.])")
-
-
-@dataclass(frozen=True)
-class LenientTemplate(Template):
-    """``<answer>...</answer>`` when present (format credit only then), else the last answer-shaped token.
-
-    fallback: ``choice`` (last standalone capital letter), ``integer`` (last integer), ``box`` (the last four
-    integers a, b, c, d as the box with corners (a, b) and (c, d), i.e. ``[min(a, c), min(b, d), max(a, c),
-    max(b, d)]``). Linear-time regexes, no backtracking.
-    """
-
-    fallback: str = "integer"
-
-    def extract_answer(self, text: str) -> str | None:
-        tagged = super().extract_answer(text)
-        if tagged is not None:
-            return tagged
-        if self.fallback == "choice":
-            found = _LETTER_RE.findall(text)
-            return found[-1] if found else None
-        ints = _INT_RE.findall(text)
-        if self.fallback == "box":
-            if len(ints) < 4:
-                return None
-            x1, y1, x2, y2 = (int(v) for v in ints[-4:])
-            return json.dumps([min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)])
-        return ints[-1] if ints else None
-
-
-LENIENT_TEMPLATES = {
-    "lenient_choice": LenientTemplate("lenient_choice", think_tags=(), fallback="choice"),
-    "lenient_integer": LenientTemplate("lenient_integer", think_tags=(), fallback="integer"),
-    "lenient_box": LenientTemplate("lenient_box", think_tags=(), fallback="box"),
-}
-
-
-def register_lenient_templates() -> None:
-    """Register the lenient templates with the scorers (idempotent)."""
-    for name, template in LENIENT_TEMPLATES.items():
-        if TEMPLATES.get(name) is not template:
-            register_template(template, overwrite=True)
-
-
-register_lenient_templates()
-
-
-def compute_score(data_source, solution_str, ground_truth, extra_info=None, **kwargs) -> dict[str, Any]:
-    """``verl_difficulty.rewards.compute_score`` with the lenient templates registered (verl reward function)."""
-    register_lenient_templates()
-    return _scorers.compute_score(data_source, solution_str, ground_truth, extra_info, **kwargs)
+# The plain scorer, kept under this name for run commands written before the lenient templates became built-ins
+# (``reward.custom_reward_function.path=pkg://verl_difficulty.cpu.assets name=compute_score``).
+compute_score = _scorers.compute_score
 
 
 # ------------------------------------------------------------------------------------------------- problems
@@ -494,6 +467,16 @@ def _build_text_model(path: Path, tokenizer, seed: int) -> None:
     _save_generation_config(model, ids, path)
 
 
+def _save_text_tokenizer(path: Path, tokenizer) -> None:
+    """The tokenizer of the text-only Qwen2 folder, with an ``auto_map`` that transformers 5 honours for qwen2."""
+    tokenizer.save_pretrained(path)
+    (path / f"{TOKENIZER_MODULE}.py").write_text(TOKENIZER_CODE)
+    config_path = path / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    config["auto_map"] = {"AutoTokenizer": [None, f"{TOKENIZER_MODULE}.{TOKENIZER_CLASS}"]}
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
 def _save_processor(path: Path, tokenizer, image_size: int) -> None:
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
@@ -581,8 +564,9 @@ def build_assets(out_dir: str | os.PathLike, seed: int = 0, n_train: int = 128, 
     try:
         (tmp / "data").mkdir(parents=True)
         tokenizer = _build_tokenizer(image_size)
-        for folder in ("tokenizer", "qwen2_5_vl", "qwen2"):
+        for folder in ("tokenizer", "qwen2_5_vl"):
             tokenizer.save_pretrained(tmp / folder)
+        _save_text_tokenizer(tmp / "qwen2", tokenizer)
         with _quiet_progress():
             _build_vl_model(tmp / "qwen2_5_vl", tokenizer, seed)
             _build_text_model(tmp / "qwen2", tokenizer, seed)
@@ -617,7 +601,7 @@ def random_policy_reward_rate(parquet_path: str | os.PathLike, tokenizer_path: s
 
     Responses are ``response_tokens`` tokens drawn uniformly from the vocabulary minus the vision tokens (the
     hf rollout suppresses those), cut at the first eos (``<|im_end|>``/``<|endoftext|>``), decoded with
-    ``skip_special_tokens=True`` as verl's reward loop does, and scored by this module's ``compute_score``.
+    ``skip_special_tokens=True`` as verl's reward loop does, and scored by ``verl_difficulty.rewards.compute_score``.
     """
     import pyarrow.parquet as pq
     from transformers import AutoTokenizer
@@ -639,8 +623,8 @@ def random_policy_reward_rate(parquet_path: str | os.PathLike, tokenizer_path: s
                 if int(t) in eos:
                     break
             text = tokenizer.decode(ids, skip_special_tokens=True)
-            out = compute_score(row["data_source"], text, row["reward_model"]["ground_truth"], row["extra_info"],
-                                **(reward_kwargs or {}))
+            out = _scorers.compute_score(row["data_source"], text, row["reward_model"]["ground_truth"],
+                                         row["extra_info"], **(reward_kwargs or {}))
             scores.append(out["score"])
             accs.append(out["acc"])
         for key in (row["data_source"], "all"):

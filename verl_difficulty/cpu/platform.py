@@ -109,7 +109,7 @@ class CpuDeviceModule(SimpleNamespace):
         self.stream = lambda *args: contextlib.nullcontext()
         self.amp = torch.amp
 
-    def __getattr__(self, name: str) -> Any:  # anything else torch.cpu has (e.g. is_bf16_supported)
+    def __getattr__(self, name: str) -> Any:  # anything else torch.cpu has (e.g. StreamContext)
         return getattr(torch.cpu, name)
 
 

@@ -1,12 +1,14 @@
 """Minimal runtime fixes for the verl 0.9.1 defects that stop a CPU run (applied only with VERL_PLATFORM=cpu).
 
-Each fix is also in patches/ as the upstream change (patches/0005-cpu-platform-fixes.patch); the plugin steps
+Each fix is also in patches/ as the upstream change (patches/0005-cpu-platform-fixes.diff); the plugin steps
 aside where verl already behaves (each fix checks the thing it fixes).
 
 1. ``utils/distributed.py`` builds the process-group backend as ``f"cpu:gloo,{device}:{backend}"``, which on
    the CPU platform is ``cpu:gloo,cpu:gloo`` (rejected by torch). Fixed: plain ``gloo`` when the device is cpu.
+   Skipped when verl has ``get_process_group_backend`` (the patched verl chooses the backend itself).
 2. ``workers/engine/fsdp/transformer_impl.py`` registers the FSDP engines for ``cuda`` and ``npu`` only.
-   Fixed: the same classes are registered for ``cpu`` (FSDP2 runs on CPU tensors over gloo).
+   Fixed: the same classes are registered for ``cpu`` (FSDP2 runs on CPU tensors over gloo), unless verl
+   registers an engine for ``cpu`` itself.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ def _is_cpu_device() -> bool:
 def fix_process_group_backend(distributed_module) -> None:
     original = distributed_module.initialize_global_process_group_ray
     if getattr(original, _MARK, False):
+        return
+    if hasattr(distributed_module, "get_process_group_backend"):  # patches/0005 applied: verl picks gloo itself
+        logger.debug("verl.utils.distributed already picks the CPU process-group backend; not wrapping it")
         return
 
     @functools.wraps(original)

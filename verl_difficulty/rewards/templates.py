@@ -2,7 +2,9 @@
 
 A template is a small frozen dataclass; ``get_template(name)`` looks one up in a registry, and
 ``register_template`` adds one. Everything here is linear in the response length (``str.find`` /
-``str.rfind`` and one brace scan), no regular expressions with backtracking on model output.
+``str.rfind``, one brace scan, and for the lenient fallbacks two regular expressions that cannot backtrack
+more than linearly: a character class with fixed-width look-arounds, and a digit run whose look-behind fails
+inside a run), no catastrophic backtracking on model output.
 
 Built-in templates:
 
@@ -11,13 +13,20 @@ Built-in templates:
 - ``think_boxed`` (Durian / DIVA-GRPO): ``<think>…</think>`` then text containing ``\\boxed{…}``;
   the answer is the content of the LAST ``\\boxed{}``.
 - ``answer`` / ``boxed``: the same answers without the reasoning block.
+- ``lenient_choice`` / ``lenient_integer`` / ``lenient_box`` (``LenientTemplate``), for tiny random policies /
+  smoke tests: take the tagged answer if present, else the last answer-shaped token; format credit only with
+  tags. The answer-shaped token is the last standalone capital letter (``choice``), the last integer
+  (``integer``), or the last four integers read as two corners (``box``). A random 16-token policy essentially
+  never writes ``<answer>…</answer>``, so with the strict templates GRPO would see all-zero rewards.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
 
-__all__ = ["Template", "TEMPLATES", "get_template", "register_template", "extract_boxed"]
+__all__ = ["LenientTemplate", "Template", "TEMPLATES", "get_template", "register_template", "extract_boxed"]
 
 _BOXED = "\\boxed{"
 
@@ -118,6 +127,49 @@ class Template:
         return inner.strip() != ""
 
 
+_LETTER_RE = re.compile(r"(?<![A-Za-z0-9])[A-Z](?![A-Za-z0-9])")
+_INT_RE = re.compile(r"(?<![\w.])\d+(?![\w.])")
+_FALLBACKS = ("choice", "integer", "box")
+_MAX_BOX_DIGITS = 12  # a box corner with more digits is not an answer (and int() refuses > 4300 digits)
+
+
+@dataclass(frozen=True)
+class LenientTemplate(Template):
+    """For tiny random policies / smoke tests: take the tagged answer if present, else the last answer-shaped
+    token; format credit only with tags (``check_format`` is the strict one of the base template).
+
+    fallback: ``choice``: the last capital letter standing alone (no letter or digit beside it: ``B``, ``(B)``,
+    ``B.``); ``integer``: the last run of digits with no word character or ``.`` beside it (``3`` in
+    ``x 3 ,``; nothing in ``x3``, ``3_`` or ``3.5``; ``-3`` gives ``3``); ``box``: the last four such
+    integers a, b, c, d read as the corners (a, b) and (c, d), returned as JSON
+    ``[min(a, c), min(b, d), max(a, c), max(b, d)]``. Fewer than four integers, or one longer than 12 digits:
+    no answer.
+    """
+
+    fallback: str = "integer"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.fallback not in _FALLBACKS:
+            raise ValueError(f"LenientTemplate {self.name!r}: fallback must be one of {_FALLBACKS}, "
+                             f"got {self.fallback!r}")
+
+    def extract_answer(self, text: str) -> str | None:
+        tagged = super().extract_answer(text)
+        if tagged is not None:
+            return tagged
+        if self.fallback == "choice":
+            found = _LETTER_RE.findall(text)
+            return found[-1] if found else None
+        ints = _INT_RE.findall(text)
+        if self.fallback == "integer":
+            return ints[-1] if ints else None
+        if len(ints) < 4 or any(len(v) > _MAX_BOX_DIGITS for v in ints[-4:]):
+            return None
+        x1, y1, x2, y2 = (int(v) for v in ints[-4:])
+        return json.dumps([min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)])
+
+
 TEMPLATES: dict[str, Template] = {}
 
 
@@ -132,6 +184,9 @@ register_template(Template("think_answer", think_tags=("think", "thinking"), ans
 register_template(Template("think_boxed", think_tags=("think",), answer="boxed"))
 register_template(Template("answer", think_tags=(), answer="tag"))
 register_template(Template("boxed", think_tags=(), answer="boxed"))
+register_template(LenientTemplate("lenient_choice", think_tags=(), answer="tag", fallback="choice"))
+register_template(LenientTemplate("lenient_integer", think_tags=(), answer="tag", fallback="integer"))
+register_template(LenientTemplate("lenient_box", think_tags=(), answer="tag", fallback="box"))
 
 DEFAULT_TEMPLATE = "think_answer"
 
