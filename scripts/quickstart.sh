@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Install (scripts/setup.sh), then run the main job: g2rpo inside verl's own advantage path (both trainers).
+# The README's main command: install (scripts/setup.sh), build the tiny offline assets, and train a tiny random
+# Qwen2.5-VL with verl 0.9.1's default (v1) trainer and g2rpo on this CPU-only machine, a progress line per step.
+# Any estimator: scripts/quickstart.sh --estimator durian; the same run with verl's grpo for the step-time
+# ratio: --compare grpo. All options: .venv/bin/python -m verl_difficulty.cpu.quickstart --help
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/python -m verl_difficulty.demo "$@"
+.venv/bin/python -m verl_difficulty.cpu.quickstart "$@"

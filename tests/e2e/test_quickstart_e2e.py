@@ -15,6 +15,8 @@ import pytest
 from verl_difficulty.cpu.assets import build_assets
 from verl_difficulty.cpu.quickstart import RunSpec, run, step_time_ratio, summarize
 
+pytestmark = pytest.mark.e2e
+
 STEPS = 4
 SAVE_AT = 2
 # 4 prompts x 8 responses a step; the entropy-band term on, so issue #6's loss hook runs in real actor workers
@@ -58,6 +60,8 @@ def test_g2rpo_run_trains(g2rpo_run):
     last = g2rpo_run[-1]
     assert last["g2rpo/num_tasks"] >= 2
     assert any(k.startswith("g2rpo/task/synthetic/") for k in last)
+    # the multitask reward manager scored the rollouts; its per-task length metrics reached the step metrics
+    assert last["length/synthetic/color/tokens_mean"] > 0
     # the entropy-band term reached verl's actor loss in the worker processes
     assert "actor/entropy_shaping/reg" in last and last["actor/entropy_shaping/reg"] > 0
 

@@ -149,3 +149,40 @@ def test_untrusted_output_never_raises():
         out = score_trajectory(cfg, data_source="refcoco", response=response, ground_truth="[1,2,3,4]",
                                extra_info=None, response_length=float("nan"))
         assert tuple(out) == MANAGER_EXTRA_INFO_KEYS and out["acc"] == 0.0 and out["reason"]
+
+
+def test_length_metrics_per_task_over_valid_rows():
+    import numpy as np
+
+    from verl_difficulty.verl_glue.length_metrics import length_metrics
+
+    labels = np.array(["ocr", "math", "ocr", "math", "pad"], dtype=object)
+    lengths = [4, 16, 8, 10, 0]
+    valid = np.array([True, True, True, True, False])
+    out = length_metrics(labels, lengths, valid, max_response_length=16)
+    assert out["length/ocr/tokens_mean"] == 6.0 and out["length/math/tokens_mean"] == 13.0
+    assert out["length/math/clip_frac"] == 0.5 and out["length/ocr/clip_frac"] == 0.0
+    assert out["length/ocr/count"] == 2.0
+    assert not any(k.startswith("length/pad/") for k in out)  # padding rows are in no statistic
+
+
+def test_manager_name_matches_the_length_metrics_switch():
+    from verl_difficulty.verl_glue import length_metrics, reward_manager
+
+    assert length_metrics.MANAGER_NAME == reward_manager.MANAGER_NAME
+
+
+def test_registered_when_the_trainer_module_is_imported_first():
+    """The TaskRunner imports verl's v1 trainer before the reward loop: every hook must still apply (a cycle
+    between our trainer hook and the reward-manager registration once left `multitask` unregistered)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import verl, verl.trainer.ppo.v1.trainer_base\n"
+        "from verl.experimental.reward_loop.reward_manager import registry\n"
+        "assert 'multitask' in registry.REWARD_MANAGER, sorted(registry.REWARD_MANAGER)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "verl-difficulty: hook" not in proc.stderr, proc.stderr[-3000:]

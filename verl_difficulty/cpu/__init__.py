@@ -13,29 +13,18 @@ configuration, set by ``quickstart.py``.
 
 from __future__ import annotations
 
-from verl_difficulty.verl_glue.import_hooks import when_imported
+from verl_difficulty.verl_glue.import_hooks import call_when_imported
 
 __all__ = ["install"]
 
+# verl module -> what registers our name in it (see verl_glue/__init__.py)
+REGISTRATIONS = {
+    "verl.plugin.platform.platform_manager": "verl_difficulty.cpu.platform:register_cpu_platform",
+    "verl.workers.rollout.base": "verl_difficulty.cpu.hf_rollout:register_rollout_adapter",
+    "verl.workers.rollout.replica": "verl_difficulty.cpu.hf_rollout:register_rollout_replica",
+}
+
 _installed = False
-
-
-def _on_platform_manager(module) -> None:
-    from verl_difficulty.cpu.platform import register_cpu_platform
-
-    register_cpu_platform(module)
-
-
-def _on_rollout_base(module) -> None:
-    from verl_difficulty.cpu.hf_rollout import register_backend
-
-    register_backend(base_module=module)
-
-
-def _on_rollout_replica(module) -> None:
-    from verl_difficulty.cpu.hf_rollout import register_backend
-
-    register_backend(replica_module=module)
 
 
 def install() -> None:
@@ -43,9 +32,8 @@ def install() -> None:
     if _installed:
         return
     _installed = True
-    when_imported("verl.plugin.platform.platform_manager", _on_platform_manager)
-    when_imported("verl.workers.rollout.base", _on_rollout_base)
-    when_imported("verl.workers.rollout.replica", _on_rollout_replica)
+    for verl_module, target in REGISTRATIONS.items():
+        call_when_imported(verl_module, target)
     from verl_difficulty.cpu.platform import cpu_mode_requested
 
     if cpu_mode_requested():

@@ -314,12 +314,13 @@ def __getattr__(name: str):  # verl's registry imports "module.ClassName": build
     raise AttributeError(name)
 
 
-def register_backend(base_module=None, replica_module=None) -> None:
-    """Add ``hf`` to verl's rollout registries (post-import hooks on workers.rollout.base / replica)."""
-    if base_module is not None:
-        base_module._ROLLOUT_REGISTRY.setdefault((BACKEND_NAME, "async"),
-                                                 "verl_difficulty.cpu.hf_rollout.HFServerAdapter")
-    if replica_module is not None:
-        registry = replica_module.RolloutReplicaRegistry
-        if BACKEND_NAME not in registry._registry:
-            registry.register(BACKEND_NAME, make_replica_class)
+def register_rollout_adapter(base_module) -> None:
+    """Add ``hf`` to ``verl.workers.rollout.base._ROLLOUT_REGISTRY`` (the worker-side adapter)."""
+    base_module._ROLLOUT_REGISTRY.setdefault((BACKEND_NAME, "async"), "verl_difficulty.cpu.hf_rollout.HFServerAdapter")
+
+
+def register_rollout_replica(replica_module) -> None:
+    """Add ``hf`` to ``verl.workers.rollout.replica.RolloutReplicaRegistry`` (the server launcher)."""
+    registry = replica_module.RolloutReplicaRegistry
+    if BACKEND_NAME not in registry._registry:
+        registry.register(BACKEND_NAME, make_replica_class)

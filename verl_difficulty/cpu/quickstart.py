@@ -42,7 +42,7 @@ class RunSpec:
     prompts_per_step: int = 8
     samples_per_prompt: int = 8
     response_length: int = 16
-    lr: float = 5e-2  # a tiny random model: a large step makes learning visible within a few steps
+    lr: float = 2e-2  # a tiny random model: a large step makes learning visible within a few steps
     seed: int = 1
     text_only: bool = False
     save_freq: int = -1
@@ -83,6 +83,11 @@ def verl_overrides(spec: RunSpec, assets: dict, run_dir: Path) -> list[str]:
         f"actor_rollout_ref.actor.optim.lr={spec.lr}",
         "actor_rollout_ref.actor.use_kl_loss=False",
         "actor_rollout_ref.actor.fsdp_config.dtype=float32",
+        # float32 compute in the actor too (verl's default mixed precision is bf16 params + autocast), so its
+        # log-probs match the float32 rollout's; verl still ships weights to the rollout in bf16
+        "+actor_rollout_ref.actor.fsdp_config.mixed_precision.param_dtype=fp32",
+        "+actor_rollout_ref.actor.fsdp_config.mixed_precision.reduce_dtype=fp32",
+        "+actor_rollout_ref.actor.fsdp_config.mixed_precision.buffer_dtype=fp32",
         "actor_rollout_ref.actor.fsdp_config.use_torch_compile=False",
         "actor_rollout_ref.actor.use_torch_compile=False",
         # rollout: our transformers backend, one agent-loop worker
@@ -241,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--prompts", type=int, default=8, help="prompts per step (data.train_batch_size)")
     parser.add_argument("--samples", type=int, default=8, help="responses per prompt (rollout.n)")
-    parser.add_argument("--lr", type=float, default=5e-2)
+    parser.add_argument("--lr", type=float, default=2e-2)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--text-only", action="store_true", help="tiny Qwen2 on the text version of the tasks")
     parser.add_argument("--entropy-shaping", action="store_true",

@@ -7,76 +7,41 @@ where) verl imports the module it extends.
 
 from __future__ import annotations
 
-from verl_difficulty.verl_glue.import_hooks import when_imported
+from verl_difficulty.verl_glue.import_hooks import call_when_imported
 
 __all__ = ["install"]
+
+# verl module -> extensions applied right after it is imported ("module:function", called with verl's module)
+EXTENSIONS: dict[str, tuple[str, ...]] = {
+    # estimators and the field seam
+    "verl.trainer.ppo.core_algos": ("verl_difficulty.verl_glue.estimators:register_estimators",),
+    "verl.trainer.ppo.ray_trainer": ("verl_difficulty.verl_glue.seam:patch_ray_trainer",),
+    "verl.trainer.ppo.v1.utils": ("verl_difficulty.verl_glue.seam:patch_v1_utils",),
+    "verl.trainer.ppo.v1.trainer_base": (
+        "verl_difficulty.verl_glue.seam:patch_v1_trainer",
+        "verl_difficulty.verl_glue.entropy_shaping:patch_v1_trainer_for_entropy",
+        "verl_difficulty.verl_glue.length_metrics:patch_v1_trainer_for_length_metrics",
+    ),
+    # multi-task rewards and entropy shaping (docs/rewards.md)
+    "verl.experimental.reward_loop.reward_manager": (
+        "verl_difficulty.verl_glue.reward_manager:register_reward_manager",
+    ),
+    "verl.workers.utils.losses": ("verl_difficulty.verl_glue.entropy_shaping:patch_losses",),
+    "verl.workers.engine_workers": ("verl_difficulty.verl_glue.entropy_shaping:patch_engine_workers",),
+}
 
 _installed = False
 
 
-def _on_core_algos(module) -> None:
-    from verl_difficulty.verl_glue.estimators import register_estimators
-
-    register_estimators(module)
-
-
-def _on_ray_trainer(module) -> None:
-    from verl_difficulty.verl_glue.seam import patch_ray_trainer
-
-    patch_ray_trainer(module)
-
-
-def _on_v1_utils(module) -> None:
-    from verl_difficulty.verl_glue.seam import patch_v1_utils
-
-    patch_v1_utils(module)
-
-
-def _on_v1_trainer(module) -> None:
-    from verl_difficulty.verl_glue.seam import patch_v1_trainer
-
-    patch_v1_trainer(module)
-
-
-def _on_v1_trainer_entropy(module) -> None:
-    from verl_difficulty.verl_glue.entropy_shaping import patch_v1_trainer_for_entropy
-
-    patch_v1_trainer_for_entropy(module)
-
-
-def _on_reward_manager_registry(module) -> None:
-    from verl_difficulty.verl_glue.reward_manager import register_reward_manager
-
-    register_reward_manager(module)
-
-
-def _on_losses(module) -> None:
-    from verl_difficulty.verl_glue.entropy_shaping import patch_losses
-
-    patch_losses(module)
-
-
-def _on_engine_workers(module) -> None:
-    from verl_difficulty.verl_glue.entropy_shaping import patch_engine_workers
-
-    patch_engine_workers(module)
-
-
 def install() -> None:
-    """Register estimators, the field seam, the multitask reward manager and entropy shaping (idempotent)."""
+    """Register estimators, the field seam, the multitask reward manager, entropy shaping and the CPU names."""
     global _installed
     if _installed:
         return
     _installed = True
-    when_imported("verl.trainer.ppo.core_algos", _on_core_algos)
-    when_imported("verl.trainer.ppo.ray_trainer", _on_ray_trainer)
-    when_imported("verl.trainer.ppo.v1.utils", _on_v1_utils)
-    when_imported("verl.trainer.ppo.v1.trainer_base", _on_v1_trainer)
-    # multi-task rewards and entropy shaping (docs/rewards.md)
-    when_imported("verl.trainer.ppo.v1.trainer_base", _on_v1_trainer_entropy)
-    when_imported("verl.experimental.reward_loop.reward_manager", _on_reward_manager_registry)
-    when_imported("verl.workers.utils.losses", _on_losses)
-    when_imported("verl.workers.engine_workers", _on_engine_workers)
+    for verl_module, targets in EXTENSIONS.items():
+        for target in targets:
+            call_when_imported(verl_module, target)
     from verl_difficulty.cpu import install as install_cpu_support  # registers names only; fixes need VERL_PLATFORM=cpu
 
     install_cpu_support()

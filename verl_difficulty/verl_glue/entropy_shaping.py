@@ -131,19 +131,9 @@ def _tag_batch(cfg: EntropyShapingConfig, batch) -> Any:
     import transfer_queue as tq
     from tensordict import TensorDict
 
-    from verl_difficulty.verl_glue.fields import field_for_key, read_labels, valid_rows
-    from verl_difficulty.verl_glue.seam import _object_array, _padded_like
+    from verl_difficulty.verl_glue.seam import fetch_row_labels
 
-    column = field_for_key(cfg.task_key)
-    data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id,
-                           select_fields=[column, "response_mask", "uid"])
-    mask = data["response_mask"]
-    width = int(mask.offsets().diff().max()) if getattr(mask, "is_nested", False) else mask.shape[-1]
-    mask = _padded_like(mask, torch.zeros(len(batch.keys), width))
-    uids = _object_array(data["uid"]) if "uid" in data.keys() else np.asarray(batch.keys, dtype=object)
-    non_tensor = {column: _object_array(data[column])} if column in data.keys() else {}
-    labels = read_labels(non_tensor, cfg.task_key, uids, valid_rows(mask).numpy(),
-                         setting="algorithm.entropy_shaping.task_key")
+    labels, _, _ = fetch_row_labels(batch, cfg.task_key, setting="algorithm.entropy_shaping.task_key")
     settings, index = step_settings(cfg, labels)
     fields = TensorDict({TASK_FIELD: torch.as_tensor(index)}, batch_size=len(batch.keys))
     new = tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=fields)

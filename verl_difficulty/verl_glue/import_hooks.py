@@ -8,6 +8,7 @@ process imports the module it needs to extend.
 
 from __future__ import annotations
 
+import importlib
 import importlib.abc
 import logging
 import sys
@@ -42,6 +43,21 @@ def when_imported(name: str, hook: Hook) -> None:
         _hooks.setdefault(name, []).append(hook)
         if not any(isinstance(finder, _PostImportFinder) for finder in sys.meta_path):
             sys.meta_path.insert(0, _PostImportFinder())
+
+
+def call_when_imported(name: str, target: str) -> None:
+    """``when_imported(name, f)`` for ``target = "package.module:function"``, importing that module only then.
+
+    Keeps plugin loading light: the extension's own module (and what it imports) loads only in the processes
+    that import the verl module it extends.
+    """
+    module_name, _, function_name = target.partition(":")
+
+    def hook(module: ModuleType) -> None:
+        getattr(importlib.import_module(module_name), function_name)(module)
+
+    hook.__qualname__ = target  # what the failure warning names
+    when_imported(name, hook)
 
 
 class _HookedLoader(importlib.abc.Loader):

@@ -94,3 +94,4 @@ def register_reward_manager(module) -> None:
         raise ValueError(f"verl-difficulty: a reward manager named {MANAGER_NAME!r} is already registered "
                          f"({existing}); it would shadow ours")
     module.register(MANAGER_NAME)(MultiTaskRewardManager)
+

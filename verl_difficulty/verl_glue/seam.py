@@ -212,6 +212,25 @@ def _padded_like(values: Any, response_mask: torch.Tensor) -> torch.Tensor:
     return values[:, :width].to(torch.float32)
 
 
+def fetch_row_labels(batch, key: str, setting: str) -> tuple[np.ndarray, torch.Tensor, np.ndarray]:
+    """(labels, [B, T] response mask, valid rows) of a v1 batch: each row's ``key`` (data_source,
+    extra_info.<field>, ...) read from TransferQueue, validated as the estimators' task keys are."""
+    import transfer_queue as tq
+
+    from verl_difficulty.verl_glue.fields import field_for_key, read_labels, valid_rows
+
+    column = field_for_key(key)
+    data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id,
+                           select_fields=[column, "response_mask", "uid"])
+    mask = data["response_mask"]
+    width = int(mask.offsets().diff().max()) if getattr(mask, "is_nested", False) else mask.shape[-1]
+    mask = _padded_like(mask, torch.zeros(len(batch.keys), width))
+    uids = _object_array(data["uid"]) if "uid" in data.keys() else np.asarray(batch.keys, dtype=object)
+    non_tensor = {column: _object_array(data[column])} if column in data.keys() else {}
+    valid = valid_rows(mask).numpy()
+    return read_labels(non_tensor, key, uids, valid, setting=setting), mask, valid
+
+
 def _add_reward_extra_info(non_tensor_batch: dict, extra_fields: np.ndarray) -> None:
     """Flatten each row's ``extra_fields["reward_extra_info"]`` dict into top-level columns, as the
     legacy trainer does with its reward_extra_infos_dict (rows lacking a key get None)."""

@@ -1,0 +1,59 @@
+"""Per-task response-length metrics on the v1 trainer, for runs scored by the ``multitask`` reward manager.
+
+verl 0.9.1 logs reward extra info only in validation; the length trapezoid shapes per-task lengths, so the
+training step should show them. Kept apart from ``reward_manager.py``, which imports verl's reward-loop package
+at the top (this module is imported from a hook on the trainer module).
+"""
+
+from __future__ import annotations
+
+__all__ = ["length_metrics", "patch_v1_trainer_for_length_metrics"]
+
+MANAGER_NAME = "multitask"  # verl_difficulty.verl_glue.reward_manager.MANAGER_NAME
+
+
+def length_metrics(labels, lengths, valid, max_response_length: int | None) -> dict[str, float]:
+    """``length/<task>/{tokens_mean,clip_frac,count}`` over the valid rows: per-task response lengths in tokens
+    (the quantity the length trapezoid shapes) and the share cut at max_response_length."""
+    import torch
+
+    from verl_difficulty.core.groups import factorize
+    from verl_difficulty.verl_glue.metrics import per_label_stats
+
+    lengths = torch.as_tensor(lengths, dtype=torch.float64)
+    task_ids, tasks = factorize(labels)
+    values = {"tokens_mean": lengths}
+    if max_response_length:
+        values["clip_frac"] = (lengths >= max_response_length).to(torch.float64)
+    rows = torch.as_tensor(valid, dtype=torch.bool).nonzero().squeeze(-1)
+    return per_label_stats("length", [str(t) for t in tasks], task_ids, values, rows)
+
+
+def patch_v1_trainer_for_length_metrics(module) -> None:
+    """Add per-task length metrics to every v1 step that the ``multitask`` manager scores (verl 0.9.1 logs
+    reward extra info only in validation)."""
+    import functools
+
+    cls = module.PPOTrainer
+    method = cls._compute_advantage
+    if getattr(method, "__verl_difficulty_length__", False):
+        return
+
+    @functools.wraps(method)
+    def _compute_advantage(self, batch, metrics, *args, **kwargs):
+        result = method(self, batch, metrics, *args, **kwargs)
+        reward = self.config.get("reward") or {}
+        manager = (reward.get("reward_manager") or {}).get("name") if hasattr(reward, "get") else None
+        if manager == MANAGER_NAME and isinstance(metrics, dict):
+            # imported here: reward_manager imports verl's reward-loop package, whose import runs our
+            # registration hook, which imports reward_manager (a cycle if this module imported it at the top)
+            from verl_difficulty.verl_glue.reward_manager import read_manager_config
+            from verl_difficulty.verl_glue.seam import fetch_row_labels
+
+            options = read_manager_config(self.config)
+            labels, mask, valid = fetch_row_labels(batch, options.task_key, setting="reward.reward_kwargs.task_key")
+            metrics.update(length_metrics(labels, mask.sum(-1), valid, options.max_response_length))
+        return result
+
+    _compute_advantage.__verl_difficulty_length__ = True
+    cls._compute_advantage = _compute_advantage
