@@ -85,8 +85,15 @@ def test_checkpoint_resume_matches_uninterrupted(assets, out_dir, g2rpo_run):
     assert (checkpoint / "actor").is_dir() and (checkpoint / "data.pt").is_file()
     resumed = run(RunSpec(name="g2rpo_resumed", estimator="g2rpo", resume=True, **COMMON),
                   assets, out_dir, quiet=True)
-    resumed_steps = [m["step"] for m in resumed]
-    assert resumed_steps == list(range(1, STEPS + 1)), resumed_steps  # steps 1-2 from the first process
+    # verl's file logger truncates on start: the resumed process logged only steps 3..4 (it did resume: a fresh
+    # start would log from step 1); the quickstart keeps steps 1..2 from before the resume
+    logged = [json.loads(line)["step"] for line in (out_dir / "g2rpo_resumed" / "metrics.jsonl").read_text().split()]
+    assert [m["step"] for m in resumed] == logged == list(range(1, STEPS + 1))
+    before = [json.loads(line)["step"] for line in
+              (out_dir / "g2rpo_resumed" / "metrics.before_resume.jsonl").read_text().split()]
+    assert before == list(range(1, SAVE_AT + 1))
+    log = (out_dir / "g2rpo_resumed" / "verl.log").read_text(errors="replace")
+    assert f"Loaded model from {checkpoint}/actor/" in log, "no sign verl loaded the checkpoint"
     full, again = by_step(g2rpo_run), by_step(resumed)
     for step in range(SAVE_AT + 1, STEPS + 1):
         # same data (dataloader state), same weights and optimizer (FSDP checkpoint), same rollout seeds:

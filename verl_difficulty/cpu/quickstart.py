@@ -92,7 +92,9 @@ def verl_overrides(spec: RunSpec, assets: dict, run_dir: Path) -> list[str]:
         "actor_rollout_ref.actor.use_torch_compile=False",
         # rollout: our transformers backend, one agent-loop worker
         "actor_rollout_ref.rollout.name=hf", f"actor_rollout_ref.rollout.n={spec.samples_per_prompt}",
-        "actor_rollout_ref.rollout.tensor_model_parallel_size=1",
+        # one replica spanning both ranks: one server, so every sample of a prompt draws its seed from one counter
+        # (reproducible rollouts, hence exact resume) and one model copy in memory
+        f"actor_rollout_ref.rollout.tensor_model_parallel_size={world}",
         "actor_rollout_ref.rollout.agent.num_workers=1",
         "actor_rollout_ref.rollout.calculate_log_probs=True",
         "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=8",
@@ -143,6 +145,30 @@ def read_metrics(path: Path) -> list[dict]:
     return [by_step[s] for s in sorted(by_step)]
 
 
+def _write_metrics(path: Path, records: list[dict]) -> None:
+    """Write records back in verl's file-logger format."""
+    lines = [json.dumps({"step": m["step"], "data": {k: v for k, v in m.items() if k != "step"}}) for m in records]
+    path.write_text("".join(line + "\n" for line in lines))
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """End verl's process group (driver, Ray and its workers): TERM, then KILL after 30 s."""
+    import signal
+
+    if proc.poll() is not None:
+        return
+    for sig, wait_s in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
 def progress_line(m: dict, total: int) -> str:
     def get(key, fmt="{:.3f}"):
         value = m.get(key)
@@ -159,10 +185,29 @@ class RunFailed(RuntimeError):
     pass
 
 
+def tree_rss_bytes(pid: int) -> int:
+    """Resident memory of a process and all its descendants (verl's driver, Ray's raylet/GCS and workers)."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0
+    total = 0
+    for process in processes:
+        try:
+            total += process.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
 def _error_excerpt(log_path: Path, lines: int = 40) -> str:
     text = log_path.read_text(errors="replace").splitlines() if log_path.exists() else []
-    marks = [i for i, line in enumerate(text) if "Error" in line or "Traceback" in line]
-    start = max(0, (marks[0] if marks else len(text)) - 5)
+    marks = [i for i, line in enumerate(text) if "Traceback" in line] or [i for i, line in enumerate(text)
+                                                                          if "Error" in line]
+    start = max(0, (marks[-1] if marks else len(text)) - 5)  # the last traceback: the one that ended the run
     return "\n".join(text[start:start + lines])
 
 
@@ -171,7 +216,11 @@ def run(spec: RunSpec, assets: dict, out_dir: Path, quiet: bool = False, timeout
     run_dir = out_dir / spec.name
     run_dir.mkdir(parents=True, exist_ok=True)
     metrics_path = run_dir / "metrics.jsonl"
-    if metrics_path.exists() and not spec.resume:
+    earlier_path = run_dir / "metrics.before_resume.jsonl"
+    if metrics_path.exists():
+        if spec.resume:  # verl's file logger truncates the file: keep the steps logged before the resume
+            merged = {m["step"]: m for m in read_metrics(earlier_path) + read_metrics(metrics_path)}
+            _write_metrics(earlier_path, [merged[s] for s in sorted(merged)])
         metrics_path.unlink()
     log_path = run_dir / "verl.log"
     cmd = [sys.executable, "-m", "verl.trainer.main_ppo", "--config-path", config_dir(),
@@ -182,12 +231,14 @@ def run(spec: RunSpec, assets: dict, out_dir: Path, quiet: bool = False, timeout
               f"{spec.samples_per_prompt} samples; log {log_path}", flush=True)
     started = time.monotonic()
     seen = 0
+    peak_rss = 0
     with open(log_path, "ab" if spec.resume else "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=run_env(run_dir),
                                 start_new_session=True)
         try:
             while proc.poll() is None:
                 time.sleep(0.5)
+                peak_rss = max(peak_rss, tree_rss_bytes(proc.pid))
                 records = read_metrics(metrics_path)
                 for m in records[seen:]:
                     if not quiet:
@@ -196,9 +247,10 @@ def run(spec: RunSpec, assets: dict, out_dir: Path, quiet: bool = False, timeout
                 if time.monotonic() - started > timeout_s:
                     raise RunFailed(f"{spec.name}: verl did not finish in {timeout_s:.0f} s; see {log_path}")
         finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, 15)
-                proc.wait(30)
+            _stop(proc)
+    if spec.resume and earlier_path.exists():
+        merged = {m["step"]: m for m in read_metrics(earlier_path) + read_metrics(metrics_path)}
+        _write_metrics(metrics_path, [merged[s] for s in sorted(merged)])
     records = read_metrics(metrics_path)
     for m in records[seen:]:
         if not quiet:
@@ -206,8 +258,12 @@ def run(spec: RunSpec, assets: dict, out_dir: Path, quiet: bool = False, timeout
     if proc.returncode != 0:
         raise RunFailed(f"{spec.name}: verl exited with {proc.returncode}; from {log_path}:\n"
                         f"{_error_excerpt(log_path)}")
+    wall_s = time.monotonic() - started
+    (run_dir / "resources.json").write_text(json.dumps({"wall_s": round(wall_s, 1),
+                                                         "peak_rss_gb": round(peak_rss / 2**30, 2)}) + "\n")
     if not quiet:
-        print(f"[{spec.name}] finished in {time.monotonic() - started:.0f} s", flush=True)
+        print(f"[{spec.name}] finished in {wall_s:.0f} s; peak memory of all its processes "
+              f"{peak_rss / 2**30:.1f} GiB (resident, summed; sampled every 0.5 s)", flush=True)
     return records
 
 
