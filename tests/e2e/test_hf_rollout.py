@@ -167,6 +167,20 @@ def test_seeding_by_step_prompt_and_occurrence(fresh, text_prompt, image_prompt)
     assert 0 <= request_seed(7, 0, text_prompt, 3) < 2**63
 
 
+def test_same_text_different_images_do_not_share_a_seed():
+    """Two rows with the same question and different images have the same prompt ids; their samples must not be
+    paired with seeds by arrival order (that made resumed runs differ)."""
+    from PIL import Image
+
+    from verl_difficulty.cpu.hf_rollout import images_digest
+
+    red, blue = Image.new("RGB", (8, 8), (255, 0, 0)), Image.new("RGB", (8, 8), (0, 0, 255))
+    assert images_digest([red]) != images_digest([blue])
+    assert images_digest([red]) == images_digest([Image.new("RGB", (8, 8), (255, 0, 0))])
+    assert images_digest(None) == b""
+    assert request_seed(7, 0, [1, 2], 0, images_digest([red])) != request_seed(7, 0, [1, 2], 0, images_digest([blue]))
+
+
 def test_same_seed_same_tokens_across_servers(built, fresh, text_prompt):
     other = HFGenerationServer(built["vl_model"], response_length=24, prompt_length=128, seed=7,
                                trust_remote_code=True)

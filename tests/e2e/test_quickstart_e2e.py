@@ -77,32 +77,29 @@ def test_grpo_and_g2rpo_step_time(grpo_run, g2rpo_run):
     assert median < 1.3
 
 
-def test_checkpoint_resume_matches_uninterrupted(assets, out_dir, g2rpo_run):
-    spec = RunSpec(name="g2rpo_resumed", estimator="g2rpo", **{**COMMON, "steps": SAVE_AT})
-    first = run(spec, assets, out_dir, quiet=True)
-    assert [m["step"] for m in first] == list(range(1, SAVE_AT + 1))
-    checkpoint = out_dir / "g2rpo_resumed" / "checkpoints" / f"global_step_{SAVE_AT}"
+def test_resume_from_checkpoint_matches_uninterrupted(assets, out_dir, g2rpo_run):
+    """A new process resumed from the uninterrupted run's step-2 checkpoint draws the same step-3 rollouts.
+
+    What verl restores: actor weights and Adam state, lr scheduler, dataloader position (data.pt); the rollout
+    seeds depend on (seed, step, prompt, occurrence). So step 3's responses, rewards and advantages match the
+    uninterrupted run's. Not bitwise beyond that: verl's async agent loop returns rows in completion order, which
+    changes how rows split across ranks and micro-batches, so the update's float sums (and then, rarely, a
+    sampled token) can differ. See docs/cpu_quickstart.md.
+    """
+    checkpoint = out_dir / "g2rpo" / "checkpoints" / f"global_step_{SAVE_AT}"
     assert (checkpoint / "actor").is_dir() and (checkpoint / "data.pt").is_file()
-    resumed = run(RunSpec(name="g2rpo_resumed", estimator="g2rpo", resume=True, **COMMON),
+    resumed = run(RunSpec(name="g2rpo_resumed", estimator="g2rpo", resume_from=str(checkpoint), **COMMON),
                   assets, out_dir, quiet=True)
-    # verl's file logger truncates on start: the resumed process logged only steps 3..4 (it did resume: a fresh
-    # start would log from step 1); the quickstart keeps steps 1..2 from before the resume
-    logged = [json.loads(line)["step"] for line in (out_dir / "g2rpo_resumed" / "metrics.jsonl").read_text().split()]
-    assert [m["step"] for m in resumed] == logged == list(range(1, STEPS + 1))
-    before = [json.loads(line)["step"] for line in
-              (out_dir / "g2rpo_resumed" / "metrics.before_resume.jsonl").read_text().split()]
-    assert before == list(range(1, SAVE_AT + 1))
+    assert [m["step"] for m in resumed] == list(range(SAVE_AT + 1, STEPS + 1))  # resumed: no step 1 again
     log = (out_dir / "g2rpo_resumed" / "verl.log").read_text(errors="replace")
-    assert f"Loaded model from {checkpoint}/actor/" in log, "no sign verl loaded the checkpoint"
+    assert f"Loaded model from {checkpoint}/actor/" in log
     full, again = by_step(g2rpo_run), by_step(resumed)
-    for step in range(SAVE_AT + 1, STEPS + 1):
-        # same data (dataloader state), same weights and optimizer (FSDP checkpoint), same rollout seeds:
-        # the same responses and rewards. Losses agree to float32 noise (the async agent loop may order one
-        # prompt's responses differently; see docs/cpu_quickstart.md).
-        assert again[step]["critic/score/mean"] == pytest.approx(full[step]["critic/score/mean"], abs=1e-6)
-        assert again[step]["response_length/mean"] == pytest.approx(full[step]["response_length/mean"], abs=1e-6)
-        assert again[step]["actor/pg_loss"] == pytest.approx(full[step]["actor/pg_loss"], abs=1e-4)
-        assert again[step]["actor/grad_norm"] == pytest.approx(full[step]["actor/grad_norm"], rel=1e-3, abs=1e-5)
+    step = SAVE_AT + 1
+    for key in ("prompt_length/mean", "response_length/mean", "critic/score/mean", "critic/advantages/max",
+                "critic/advantages/min", *[k for k in full[step] if k.startswith("g2rpo/task/")]):
+        assert again[step][key] == pytest.approx(full[step][key], abs=1e-6), key
+    assert again[step]["actor/grad_norm"] == pytest.approx(full[step]["actor/grad_norm"], rel=0.05)
+    assert all(math.isfinite(m["actor/pg_loss"]) for m in resumed)
 
 
 @pytest.mark.parametrize("estimator", ["durian", "diva_grpo"])

@@ -14,8 +14,9 @@ registers only vllm, sglang and trtllm, none of which runs on a CPU. This backen
   ships the full state dict to its server (``checkpoint_engine.backend=naive``, verl's default).
 
 Sampling is reproducible when ``rollout.seed`` is fixed: each request's seed is derived from the seed, the
-step, the prompt and how many identical prompts this step already drew. The order in which identical
-prompts arrive is async, so two runs can swap the responses of one prompt's samples (the same multiset).
+step, the prompt (token ids and image pixels) and how many identical prompts this step already drew. The order
+in which identical prompts arrive is async, so two runs can swap the responses of one prompt's samples (the
+same multiset).
 Generation is one request at a time per server (a lock), which is all a 2-core machine can use.
 """
 
@@ -42,12 +43,29 @@ def server_actor_name(replica_rank: int, name_suffix: str = "") -> str:
     return f"{SERVER_NAME_PREFIX}_{replica_rank}{name_suffix}"
 
 
-def request_seed(base_seed: int, global_steps: int, prompt_ids: list[int], occurrence: int) -> int:
+def request_seed(base_seed: int, global_steps: int, prompt_ids: list[int], occurrence: int,
+                 images_digest: bytes = b"") -> int:
     """A 63-bit seed from what identifies one sample of one prompt in one step."""
     digest = hashlib.blake2b(digest_size=8)
     digest.update(f"{base_seed}|{global_steps}|{occurrence}|".encode())
     digest.update(",".join(map(str, prompt_ids)).encode())
+    digest.update(images_digest)
     return int.from_bytes(digest.digest(), "little") >> 1
+
+
+def images_digest(image_data) -> bytes:
+    """A digest of a request's images: two prompts with the same text (the same token ids, image placeholders
+    included) but different images are different prompts and must not share a seed counter."""
+    if not image_data:
+        return b""
+    digest = hashlib.blake2b(digest_size=16)
+    for image in image_data:
+        if hasattr(image, "tobytes"):  # PIL image or numpy array
+            digest.update(f"{getattr(image, 'mode', '')}{getattr(image, 'size', '')}".encode())
+            digest.update(image.tobytes())
+        else:
+            digest.update(repr(image).encode())
+    return digest.digest()
 
 
 def _load_model(path: str, trust_remote_code: bool):
@@ -162,10 +180,11 @@ class HFGenerationServer:
             raise ValueError("hf rollout: video inputs are not supported")
         prompt_ids = [int(t) for t in prompt_ids]
         async with self._lock:
-            key = (self.global_steps, tuple(prompt_ids))
+            pixels = images_digest(image_data)
+            key = (self.global_steps, tuple(prompt_ids), pixels)
             occurrence = self._occurrences[key]
             self._occurrences[key] += 1
-            seed = request_seed(self.seed, self.global_steps, prompt_ids, occurrence)
+            seed = request_seed(self.seed, self.global_steps, prompt_ids, occurrence, pixels)
             tokens, log_probs = await asyncio.to_thread(
                 self._generate_sync, prompt_ids, dict(sampling_params), seed, image_data)
         want_log_probs = bool(sampling_params.get("logprobs"))
@@ -231,6 +250,9 @@ def make_replica_class():
             return False
 
         async def launch_servers(self):
+            if self.is_reward_model or self.is_teacher_model or self.name_suffix:
+                raise ValueError("the hf rollout backend serves the policy only (rollout.name=hf); use vllm or sglang "
+                                 "for a reward or teacher model")
             model_path = self.model_config.local_path if hasattr(self.model_config, "local_path") else None
             model_path = model_path or self.model_config.path
             name = server_actor_name(self.replica_rank, self.name_suffix)

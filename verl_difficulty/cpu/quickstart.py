@@ -46,7 +46,8 @@ class RunSpec:
     seed: int = 1
     text_only: bool = False
     save_freq: int = -1
-    resume: bool = False
+    resume: bool = False  # resume from this run's own latest checkpoint
+    resume_from: str | None = None  # or from this global_step_N folder (e.g. another run's)
     entropy_shaping: bool = False
     extra_overrides: list[str] = field(default_factory=list)
 
@@ -106,7 +107,7 @@ def verl_overrides(spec: RunSpec, assets: dict, run_dir: Path) -> list[str]:
         "trainer.logger=[console,file]", f"trainer.total_training_steps={spec.steps}",
         "trainer.test_freq=-1", "trainer.val_before_train=False",
         f"trainer.save_freq={spec.save_freq}", f"trainer.default_local_dir={run_dir / 'checkpoints'}",
-        f"trainer.resume_mode={'auto' if spec.resume else 'disable'}",
+        *_resume_overrides(spec),
         "trainer.project_name=verl_difficulty_quickstart", f"trainer.experiment_name={spec.name}",
         f"+ray_kwargs.ray_init.num_gpus={world}", "ray_kwargs.ray_init.num_cpus=16",
         "+ray_kwargs.ray_init.include_dashboard=False",
@@ -116,6 +117,12 @@ def verl_overrides(spec: RunSpec, assets: dict, run_dir: Path) -> list[str]:
     if spec.entropy_shaping:
         overrides.append("algorithm.entropy_shaping.enable=true")
     return overrides + list(spec.extra_overrides)
+
+
+def _resume_overrides(spec: RunSpec) -> list[str]:
+    if spec.resume_from:
+        return ["trainer.resume_mode=resume_path", f"trainer.resume_from_path={spec.resume_from}"]
+    return [f"trainer.resume_mode={'auto' if spec.resume else 'disable'}"]
 
 
 def run_env(run_dir: Path) -> dict[str, str]:
