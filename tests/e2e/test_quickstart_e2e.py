@@ -78,13 +78,13 @@ def test_grpo_and_g2rpo_step_time(grpo_run, g2rpo_run):
 
 
 def test_resume_from_checkpoint_matches_uninterrupted(assets, out_dir, g2rpo_run):
-    """A new process resumed from the uninterrupted run's step-2 checkpoint draws the same step-3 rollouts.
+    """A new process resumed from the uninterrupted run's step-2 checkpoint matches it on steps 3 and 4.
 
     What verl restores: actor weights and Adam state, lr scheduler, dataloader position (data.pt); the rollout
-    seeds depend on (seed, step, prompt, occurrence). So step 3's responses, rewards and advantages match the
-    uninterrupted run's. Not bitwise beyond that: verl's async agent loop returns rows in completion order, which
-    changes how rows split across ranks and micro-batches, so the update's float sums (and then, rarely, a
-    sampled token) can differ. See docs/cpu_quickstart.md.
+    seeds depend on (seed, step, prompt ids and pixels, occurrence). So steps 3 and 4 draw the same responses,
+    rewards and advantages as the uninterrupted run. Not bitwise: verl's async agent loop returns rows in
+    completion order, which changes how rows split across ranks and micro-batches, so losses and grad norms agree
+    to float32 noise. See docs/cpu_quickstart.md.
     """
     checkpoint = out_dir / "g2rpo" / "checkpoints" / f"global_step_{SAVE_AT}"
     assert (checkpoint / "actor").is_dir() and (checkpoint / "data.pt").is_file()
@@ -94,11 +94,13 @@ def test_resume_from_checkpoint_matches_uninterrupted(assets, out_dir, g2rpo_run
     log = (out_dir / "g2rpo_resumed" / "verl.log").read_text(errors="replace")
     assert f"Loaded model from {checkpoint}/actor/" in log
     full, again = by_step(g2rpo_run), by_step(resumed)
-    step = SAVE_AT + 1
-    for key in ("prompt_length/mean", "response_length/mean", "critic/score/mean", "critic/advantages/max",
-                "critic/advantages/min", *[k for k in full[step] if k.startswith("g2rpo/task/")]):
-        assert again[step][key] == pytest.approx(full[step][key], abs=1e-6), key
-    assert again[step]["actor/grad_norm"] == pytest.approx(full[step]["actor/grad_norm"], rel=0.05)
+    for step in range(SAVE_AT + 1, STEPS + 1):
+        for key in ("prompt_length/mean", "response_length/mean", "critic/score/mean", "critic/advantages/max",
+                    "critic/advantages/min", *[k for k in full[step] if k.startswith("g2rpo/task/")]):
+            assert again[step][key] == pytest.approx(full[step][key], abs=1e-6), (step, key)
+        # float32 noise only (row order across ranks and micro-batches; measured: 1e-8 relative)
+        assert again[step]["actor/grad_norm"] == pytest.approx(full[step]["actor/grad_norm"], rel=1e-3), step
+        assert again[step]["actor/pg_loss"] == pytest.approx(full[step]["actor/pg_loss"], abs=1e-5), step
     assert all(math.isfinite(m["actor/pg_loss"]) for m in resumed)
 
 
