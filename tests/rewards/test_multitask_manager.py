@@ -186,3 +186,14 @@ def test_registered_when_the_trainer_module_is_imported_first():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "verl-difficulty: hook" not in proc.stderr, proc.stderr[-3000:]
+
+
+def test_unknown_reward_kwargs_raise_naming_the_key():
+    import pytest
+
+    from verl_difficulty.rewards.multitask import MultiTaskRewardConfig, RewardConfigError
+
+    with pytest.raises(RewardConfigError, match=r"reward\.reward_kwargs\.length_shapping"):
+        MultiTaskRewardConfig.from_mapping({"length_shapping": True})
+    cfg = MultiTaskRewardConfig.from_mapping({"rel_tol": 0.05, "structure_bonus": 0.5, "length_shaping": False})
+    assert dict(cfg.scorer_options) == {"rel_tol": 0.05, "structure_bonus": 0.5}

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .length import LengthThresholds, length_reward, thresholds_for_task
-from .scorers import EXTRA_INFO_KEYS, SCORERS, overall_score, resolve_task
+from .scorers import EXTRA_INFO_KEYS, PER_SAMPLE_OPTIONS, SCORER_OPTIONS, SCORERS, overall_score, resolve_task
 from .templates import get_template
 
 __all__ = ["MANAGER_EXTRA_INFO_KEYS", "MultiTaskRewardConfig", "RewardConfigError", "score_trajectory", "task_label"]
@@ -26,7 +26,6 @@ __all__ = ["MANAGER_EXTRA_INFO_KEYS", "MultiTaskRewardConfig", "RewardConfigErro
 CONFIG_PREFIX = "reward.reward_kwargs"
 # Keys of every reward_extra_info the manager returns, in this order (verl collates by the first sample's keys).
 MANAGER_EXTRA_INFO_KEYS = ("score",) + EXTRA_INFO_KEYS + ("response_length",)
-_PER_SAMPLE_OPTIONS = {"choices": "choices", "options": "choices", "image_size": "image_size", "template": "template"}
 
 
 class RewardConfigError(ValueError):
@@ -56,6 +55,11 @@ class MultiTaskRewardConfig:
         values = dict(values or {})
         known = {f.name for f in dataclasses.fields(cls)} - {"scorer_options"}
         mine = {k: values.pop(k) for k in list(values) if k in known}
+        unknown = sorted(set(values) - SCORER_OPTIONS)
+        if unknown:  # the scorers ignore options they do not read: a typo would silently do nothing
+            raise RewardConfigError(
+                f"unknown key(s) {', '.join(f'{CONFIG_PREFIX}.{k}' for k in unknown)}; valid keys: "
+                f"{', '.join(sorted(known))} and the scorer options {', '.join(sorted(SCORER_OPTIONS))}")
         if mine.get("max_response_length") is None:
             mine["max_response_length"] = default_max_response_length
         cfg = cls(**mine, scorer_options=values)
@@ -116,7 +120,7 @@ def score_trajectory(cfg: MultiTaskRewardConfig, *, data_source: Any, response: 
     info = extra_info if isinstance(extra_info, Mapping) else {}
     task, answer_type = task_label(cfg, data_source, info)
     options = {"template": cfg.template, **cfg.scorer_options}
-    for src, dst in _PER_SAMPLE_OPTIONS.items():
+    for src, dst in PER_SAMPLE_OPTIONS.items():
         if info.get(src) is not None and (dst not in options or dst == "template"):
             options[dst] = info[src]
     try:

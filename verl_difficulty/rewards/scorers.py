@@ -833,7 +833,13 @@ def overall_score(result: ScoreResult, *, length_shaping: bool = False, w_fmt: f
 # verl custom reward function
 # ----------------------------------------------------------------------------------------------------------
 
-_PER_SAMPLE_OPTIONS = {"choices": "choices", "options": "choices", "image_size": "image_size", "template": "template"}
+# extra_info keys a row may carry -> the scorer option they set for that row
+PER_SAMPLE_OPTIONS = {"choices": "choices", "options": "choices", "image_size": "image_size", "template": "template"}
+# every option some scorer reads (the rest of a reward_kwargs node is a mistake: see multitask.py)
+SCORER_OPTIONS = frozenset({
+    "template", "max_response_chars", "max_answer_chars", "abs_tol", "rel_tol", "zero_tol", "decimals", "choices",
+    "coord_max", "image_size", "structure_bonus", "math_timeout_s", "ocr_max_words",
+})
 _RESERVED_KWARGS = {
     "length_shaping", "max_response_length", "length_thresholds", "w_fmt", "w_len", "response_length",
     "chars_per_token", "task_type", "reward_router_address", "reward_model_tokenizer", "sandbox_fusion_url",
@@ -871,7 +877,7 @@ def compute_score(data_source, solution_str, ground_truth, extra_info=None, **kw
     else:
         task, answer_type = resolve_task(data_source, info)
     options = {k: v for k, v in kwargs.items() if k not in _RESERVED_KWARGS}
-    for src, dst in _PER_SAMPLE_OPTIONS.items():
+    for src, dst in PER_SAMPLE_OPTIONS.items():
         if info.get(src) is not None and dst not in options:
             options[dst] = info[src]
     result = SCORERS[answer_type](solution_str, ground_truth, **options)

@@ -15,7 +15,10 @@ __all__ = ["install"]
 EXTENSIONS: dict[str, tuple[str, ...]] = {
     # estimators and the field seam
     "verl.trainer.ppo.core_algos": ("verl_difficulty.verl_glue.estimators:register_estimators",),
-    "verl.trainer.ppo.ray_trainer": ("verl_difficulty.verl_glue.seam:patch_ray_trainer",),
+    "verl.trainer.ppo.ray_trainer": (
+        "verl_difficulty.verl_glue.seam:patch_ray_trainer",
+        "verl_difficulty.verl_glue.entropy_shaping:patch_legacy_trainer_for_entropy",
+    ),
     "verl.trainer.ppo.v1.utils": ("verl_difficulty.verl_glue.seam:patch_v1_utils",),
     "verl.trainer.ppo.v1.trainer_base": (
         "verl_difficulty.verl_glue.seam:patch_v1_trainer",

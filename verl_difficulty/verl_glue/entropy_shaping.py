@@ -144,6 +144,37 @@ def _tag_batch(cfg: EntropyShapingConfig, batch) -> Any:
     return new
 
 
+def check_run_config(config: Any, trainer: str) -> EntropyShapingConfig:
+    """Validate ``algorithm.entropy_shaping`` when the trainer starts, not at the first loss in a Ray worker."""
+    cfg = EntropyShapingConfig.from_algorithm(config.algorithm)
+    if not cfg.enable:
+        return cfg
+    if trainer == "legacy":
+        raise ConfigError("algorithm.entropy_shaping.enable=true works on verl's v1 trainer only (its actor loss is "
+                          "hooked); this run uses the legacy trainer: set trainer.use_v1=true, or disable shaping")
+    actor = config.actor_rollout_ref.actor
+    if cfg.estimator == "entropy" and not (actor.get("calculate_entropy", False) or actor.get("entropy_coeff", 0)):
+        raise ConfigError("algorithm.entropy_shaping.estimator=entropy needs the per-token entropy from the model: "
+                          "set actor_rollout_ref.actor.calculate_entropy=true (or use estimator=nll)")
+    return cfg
+
+
+def patch_legacy_trainer_for_entropy(module) -> None:
+    """The legacy trainer's loss is not hooked: refuse entropy shaping there instead of ignoring it."""
+    cls = module.RayPPOTrainer
+    method = cls.init_workers
+    if getattr(method, "__verl_difficulty_entropy__", False):
+        return
+
+    @functools.wraps(method)
+    def init_workers(self, *args, **kwargs):
+        check_run_config(self.config, "legacy")
+        return method(self, *args, **kwargs)
+
+    init_workers.__verl_difficulty_entropy__ = True
+    cls.init_workers = init_workers
+
+
 def patch_v1_trainer_for_entropy(module) -> None:
     """Wrap ``PPOTrainer._compute_advantage`` (v1) to tag the batch when entropy shaping is on."""
     cls = module.PPOTrainer
@@ -161,6 +192,16 @@ def patch_v1_trainer_for_entropy(module) -> None:
 
     _compute_advantage.__verl_difficulty_entropy__ = True
     cls._compute_advantage = _compute_advantage
+
+    init = cls.init
+    if not getattr(init, "__verl_difficulty_entropy__", False):
+        @functools.wraps(init)
+        def checked_init(self, *args, **kwargs):
+            check_run_config(self.config, "v1")
+            return init(self, *args, **kwargs)
+
+        checked_init.__verl_difficulty_entropy__ = True
+        cls.init = checked_init
 
 
 # ----------------------------------------------------------------------------------------------
