@@ -1,7 +1,7 @@
 """Running verl 0.9.1 on a CPU-only machine: everything the quickstart and CI's end-to-end test need.
 
-Off unless asked for. :func:`install` (run by the plugin in every process that imports verl) only
-registers names that verl does not use itself:
+Off unless asked for. The plugin (in every process that imports verl) only registers names that verl does not
+use itself (``EXTENSIONS``):
 
 * the ``cpu`` platform (``platform.py``), chosen by ``VERL_PLATFORM=cpu``;
 * the ``hf`` rollout backend (``hf_rollout.py``), chosen by ``actor_rollout_ref.rollout.name=hf``.
@@ -13,27 +13,18 @@ configuration, set by ``quickstart.py``.
 
 from __future__ import annotations
 
-from verl_difficulty.verl_glue.import_hooks import call_when_imported
+__all__ = ["EXTENSIONS", "install_fixes_if_requested"]
 
-__all__ = ["install"]
-
-# verl module -> what registers our name in it (see verl_glue/__init__.py)
-REGISTRATIONS = {
-    "verl.plugin.platform.platform_manager": "verl_difficulty.cpu.platform:register_cpu_platform",
-    "verl.workers.rollout.base": "verl_difficulty.cpu.hf_rollout:register_rollout_adapter",
-    "verl.workers.rollout.replica": "verl_difficulty.cpu.hf_rollout:register_rollout_replica",
+# verl module -> what registers our names in it; installed by verl_difficulty.verl_glue.install with its own table
+EXTENSIONS: dict[str, tuple[str, ...]] = {
+    "verl.plugin.platform.platform_manager": ("verl_difficulty.cpu.platform:register_cpu_platform",),
+    "verl.workers.rollout.base": ("verl_difficulty.cpu.hf_rollout:register_rollout_adapter",),
+    "verl.workers.rollout.replica": ("verl_difficulty.cpu.hf_rollout:register_rollout_replica",),
 }
 
-_installed = False
 
-
-def install() -> None:
-    global _installed
-    if _installed:
-        return
-    _installed = True
-    for verl_module, target in REGISTRATIONS.items():
-        call_when_imported(verl_module, target)
+def install_fixes_if_requested() -> None:
+    """The verl defect fixes, only in CPU mode (``VERL_PLATFORM=cpu``)."""
     from verl_difficulty.cpu.platform import cpu_mode_requested
 
     if cpu_mode_requested():

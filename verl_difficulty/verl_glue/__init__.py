@@ -42,9 +42,10 @@ def install() -> None:
     if _installed:
         return
     _installed = True
-    for verl_module, targets in EXTENSIONS.items():
-        for target in targets:
-            call_when_imported(verl_module, target)
-    from verl_difficulty.cpu import install as install_cpu_support  # registers names only; fixes need VERL_PLATFORM=cpu
+    from verl_difficulty import cpu  # registers names only; its verl fixes need VERL_PLATFORM=cpu
 
-    install_cpu_support()
+    for table in (EXTENSIONS, cpu.EXTENSIONS):
+        for verl_module, targets in table.items():
+            for target in targets:
+                call_when_imported(verl_module, target)
+    cpu.install_fixes_if_requested()

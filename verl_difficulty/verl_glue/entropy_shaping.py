@@ -32,6 +32,7 @@ import torch
 
 from verl_difficulty.core.entropy_shaping import entropy_band_regulariser, nll_entropy, task_token_counts
 from verl_difficulty.verl_glue.config import ConfigError, section
+from verl_difficulty.verl_glue.import_hooks import wrap_once
 
 __all__ = [
     "EntropyShapingConfig",
@@ -159,49 +160,42 @@ def check_run_config(config: Any, trainer: str) -> EntropyShapingConfig:
     return cfg
 
 
+_MARK = "__verl_difficulty_entropy__"
+
+
 def patch_legacy_trainer_for_entropy(module) -> None:
     """The legacy trainer's loss is not hooked: refuse entropy shaping there instead of ignoring it."""
-    cls = module.RayPPOTrainer
-    method = cls.init_workers
-    if getattr(method, "__verl_difficulty_entropy__", False):
-        return
 
-    @functools.wraps(method)
-    def init_workers(self, *args, **kwargs):
-        check_run_config(self.config, "legacy")
-        return method(self, *args, **kwargs)
+    def make(init_workers):
+        def checked_init_workers(self, *args, **kwargs):
+            check_run_config(self.config, "legacy")
+            return init_workers(self, *args, **kwargs)
 
-    init_workers.__verl_difficulty_entropy__ = True
-    cls.init_workers = init_workers
+        return checked_init_workers
+
+    wrap_once(module.RayPPOTrainer, "init_workers", _MARK, make)
 
 
 def patch_v1_trainer_for_entropy(module) -> None:
-    """Wrap ``PPOTrainer._compute_advantage`` (v1) to tag the batch when entropy shaping is on."""
-    cls = module.PPOTrainer
-    method = cls._compute_advantage
-    if getattr(method, "__verl_difficulty_entropy__", False):
-        return
+    """v1: check the settings when the trainer starts, and tag each batch after the advantage step."""
 
-    @functools.wraps(method)
-    def _compute_advantage(self, batch, metrics, *args, **kwargs):
-        result = method(self, batch, metrics, *args, **kwargs)
-        cfg = EntropyShapingConfig.from_algorithm(self.config.algorithm)
-        if not cfg.enable:
-            return result
-        return _tag_batch(cfg, result)
-
-    _compute_advantage.__verl_difficulty_entropy__ = True
-    cls._compute_advantage = _compute_advantage
-
-    init = cls.init
-    if not getattr(init, "__verl_difficulty_entropy__", False):
-        @functools.wraps(init)
+    def make_init(init):
         def checked_init(self, *args, **kwargs):
             check_run_config(self.config, "v1")
             return init(self, *args, **kwargs)
 
-        checked_init.__verl_difficulty_entropy__ = True
-        cls.init = checked_init
+        return checked_init
+
+    def make_compute_advantage(method):
+        def _compute_advantage(self, batch, metrics, *args, **kwargs):
+            result = method(self, batch, metrics, *args, **kwargs)
+            cfg = EntropyShapingConfig.from_algorithm(self.config.algorithm)
+            return _tag_batch(cfg, result) if cfg.enable else result
+
+        return _compute_advantage
+
+    wrap_once(module.PPOTrainer, "init", _MARK, make_init)
+    wrap_once(module.PPOTrainer, "_compute_advantage", _MARK, make_compute_advantage)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -32,28 +32,25 @@ def length_metrics(labels, lengths, valid, max_response_length: int | None) -> d
 def patch_v1_trainer_for_length_metrics(module) -> None:
     """Add per-task length metrics to every v1 step that the ``multitask`` manager scores (verl 0.9.1 logs
     reward extra info only in validation)."""
-    import functools
+    from verl_difficulty.verl_glue.import_hooks import wrap_once
 
-    cls = module.PPOTrainer
-    method = cls._compute_advantage
-    if getattr(method, "__verl_difficulty_length__", False):
-        return
+    def make(method):
+        def _compute_advantage(self, batch, metrics, *args, **kwargs):
+            result = method(self, batch, metrics, *args, **kwargs)
+            reward = self.config.get("reward") or {}
+            manager = (reward.get("reward_manager") or {}).get("name") if hasattr(reward, "get") else None
+            if manager == MANAGER_NAME and isinstance(metrics, dict):
+                # imported here: reward_manager imports verl's reward-loop package, whose import runs our
+                # registration hook, which imports reward_manager (a cycle if this module imported it at the top)
+                from verl_difficulty.verl_glue.reward_manager import read_manager_config
+                from verl_difficulty.verl_glue.seam import fetch_row_labels
 
-    @functools.wraps(method)
-    def _compute_advantage(self, batch, metrics, *args, **kwargs):
-        result = method(self, batch, metrics, *args, **kwargs)
-        reward = self.config.get("reward") or {}
-        manager = (reward.get("reward_manager") or {}).get("name") if hasattr(reward, "get") else None
-        if manager == MANAGER_NAME and isinstance(metrics, dict):
-            # imported here: reward_manager imports verl's reward-loop package, whose import runs our
-            # registration hook, which imports reward_manager (a cycle if this module imported it at the top)
-            from verl_difficulty.verl_glue.reward_manager import read_manager_config
-            from verl_difficulty.verl_glue.seam import fetch_row_labels
+                options = read_manager_config(self.config)
+                labels, mask, valid = fetch_row_labels(batch, options.task_key,
+                                                       setting="reward.reward_kwargs.task_key")
+                metrics.update(length_metrics(labels, mask.sum(-1), valid, options.max_response_length))
+            return result
 
-            options = read_manager_config(self.config)
-            labels, mask, valid = fetch_row_labels(batch, options.task_key, setting="reward.reward_kwargs.task_key")
-            metrics.update(length_metrics(labels, mask.sum(-1), valid, options.max_response_length))
-        return result
+        return _compute_advantage
 
-    _compute_advantage.__verl_difficulty_length__ = True
-    cls._compute_advantage = _compute_advantage
+    wrap_once(module.PPOTrainer, "_compute_advantage", "__verl_difficulty_length__", make)
