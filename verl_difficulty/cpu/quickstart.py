@@ -312,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=2e-2)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--text-only", action="store_true", help="tiny Qwen2 on the text version of the tasks")
+    parser.add_argument("--save-freq", type=int, default=-1,
+                        help="save a verl checkpoint every N steps into <out>/<estimator>/checkpoints (default off)")
     parser.add_argument("--entropy-shaping", action="store_true",
                         help="add the per-task entropy-band regulariser (algorithm.entropy_shaping) to the actor loss")
     parser.add_argument("--compare", metavar="ESTIMATOR", default=None,
@@ -327,7 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = Path(args.out).resolve()
     started = time.monotonic()
     assets = build_assets(Path(args.assets).resolve() if args.assets else out_dir / "assets")
-    common = dict(steps=args.steps, prompts_per_step=args.prompts, samples_per_prompt=args.samples, lr=args.lr,
+    common = dict(steps=args.steps, save_freq=args.save_freq, prompts_per_step=args.prompts,
+                  samples_per_prompt=args.samples, lr=args.lr,
                   seed=args.seed, text_only=args.text_only, entropy_shaping=args.entropy_shaping,
                   extra_overrides=args.overrides)
     specs = [RunSpec(name=args.estimator, estimator=args.estimator, **common)]
