@@ -13,7 +13,7 @@ import math
 import pytest
 
 from verl_difficulty.cpu.assets import build_assets
-from verl_difficulty.cpu.quickstart import RunSpec, run, step_time_ratio, summarize
+from verl_difficulty.cpu.quickstart import RunSpec, main, read_metrics, run, step_time_ratio, summarize
 
 pytestmark = pytest.mark.e2e
 
@@ -104,16 +104,25 @@ def test_resume_from_checkpoint_matches_uninterrupted(assets, out_dir, g2rpo_run
     assert all(math.isfinite(m["actor/pg_loss"]) for m in resumed)
 
 
-@pytest.mark.parametrize("estimator", ["durian", "diva_grpo"])
-def test_other_estimators_train_on_cpu(assets, out_dir, estimator):
-    records = run(RunSpec(name=estimator, estimator=estimator, steps=2, save_freq=2, prompts_per_step=4),
-                  assets, out_dir, quiet=True)
+@pytest.mark.parametrize("estimator, text_only", [("durian", False), ("diva_grpo", True)])
+def test_quickstart_command_with_other_estimators(assets, out_dir, estimator, text_only, capsys):
+    """The quickstart's command line, as a user runs it: durian on the VL model, diva_grpo on the text-only one."""
+    argv = ["--estimator", estimator, "--steps", "2", "--prompts", "4", "--save-freq", "2",
+            "--out", str(out_dir), "--assets", assets["root"]] + (["--text-only"] if text_only else [])
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert f"[{estimator}] step 1/2  reward" in printed and f"[{estimator}] step 2/2  reward" in printed
+    assert "peak memory" in printed and f"summary ({estimator})" in printed
+    run_dir = out_dir / estimator
+    assert (run_dir / "metrics.png").stat().st_size > 10_000
+    records = read_metrics(run_dir / "metrics.jsonl")
     summary = summarize(records)
     assert summary["steps"] == 2 and summary["max_abs_advantage"] > 0 and summary["grad_norm_max"] > 0
     assert summary["logprob_corr_min"] > 0.95
     prefix = "durian/" if estimator == "durian" else "diva/"
     assert any(k.startswith(prefix) for k in records[-1]), sorted(records[-1])
     if estimator == "diva_grpo":  # the difficulty tracker went into the checkpoint
-        saved = out_dir / estimator / "checkpoints" / "global_step_2" / "verl_difficulty" / "diva_tracker.json"
-        state = json.loads(saved.read_text())
-        assert state, "empty tracker snapshot"
+        saved = run_dir / "checkpoints" / "global_step_2" / "verl_difficulty" / "diva_tracker.json"
+        assert json.loads(saved.read_text()), "empty tracker snapshot"
+    else:  # durian bucketed by the images' visual entropy: no prompt fell back to the no-image term
+        assert records[-1]["durian/no_image_frac"] == 0.0
