@@ -96,6 +96,14 @@ def main(argv=None) -> None:
     dt = time.perf_counter() - t0
     rows.append(("compute_score(chart)", args.n, sum(len(r) for r, _ in cases) / args.n / 1024, args.n / dt,
                  1e6 * dt / args.n, float("nan")))
+    # the openvlthinker_v2 preset: the authors' <thinking> layout (squeezed once for the check, once to extract)
+    cases = [(r.replace("think>", "thinking>"), f"<answer>{g}</answer>") for r, g in cases]
+    t0 = time.perf_counter()
+    accs = [compute_score("chartqa", r, g, {"problem_type": "numerical", "task_type": "chart_figure_qa"},
+                          preset="openvlthinker_v2")["acc"] for r, g in cases]
+    dt = time.perf_counter() - t0
+    rows.append(("compute_score(ovt_v2)", args.n, sum(len(r) for r, _ in cases) / args.n / 1024, args.n / dt,
+                 1e6 * dt / args.n, sum(accs) / len(accs)))
     print(f"{'scorer':<22}{'n':>6}{'avg KB':>8}{'traj/s':>10}{'us/traj':>10}{'mean acc':>10}")
     for task, n, kb, tps, us, acc in rows:
         print(f"{task:<22}{n:>6}{kb:>8.2f}{tps:>10.0f}{us:>10.1f}{acc:>10.3f}")

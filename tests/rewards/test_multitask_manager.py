@@ -166,6 +166,16 @@ def test_length_metrics_per_task_over_valid_rows():
     assert not any(k.startswith("length/pad/") for k in out)  # padding rows are in no statistic
 
 
+def test_timeout_metrics_count_valid_rows_only():
+    import numpy as np
+
+    from verl_difficulty.verl_glue.length_metrics import timeout_metrics
+
+    out = timeout_metrics(np.array([1.0, 0.0, np.nan, 1.0, 1.0]), np.array([True, True, True, True, False]))
+    assert out == {"reward/math_timeout_count": 2.0, "reward/math_timeout_frac": 0.5}
+    assert timeout_metrics(np.array([1.0]), np.array([False]))["reward/math_timeout_frac"] == 0.0
+
+
 def test_manager_name_matches_the_length_metrics_switch():
     from verl_difficulty.verl_glue import length_metrics, reward_manager
 
@@ -197,3 +207,18 @@ def test_unknown_reward_kwargs_raise_naming_the_key():
         MultiTaskRewardConfig.from_mapping({"length_shapping": True})
     cfg = MultiTaskRewardConfig.from_mapping({"rel_tol": 0.05, "structure_bonus": 0.5, "length_shaping": False})
     assert dict(cfg.scorer_options) == {"rel_tol": 0.05, "structure_bonus": 0.5}
+
+
+def test_openvlthinker_v2_preset_through_the_manager(tokenizer):
+    """reward.reward_kwargs.preset=openvlthinker_v2 on a row in the authors' data format; acc stays the accuracy."""
+    manager = load_reward_manager(_config(preset="openvlthinker_v2"), tokenizer)
+    assert manager.options.template == "openvlthinker_v2" and manager.options.w_fmt == 0.1
+    info = {"problem_type": "regression", "task_type": "spatial_reasoning", "data_type": "image", "options": []}
+    data, _ = _item(tokenizer, "<thinking>the chart shows 12 bars</thinking><answer>14</answer>", "x",
+                    "<answer>10</answer>", info)
+    out = _run(manager, data)["reward_extra_info"]
+    assert tuple(out) == MANAGER_EXTRA_INFO_KEYS
+    assert out["task"] == "spatial_reasoning" and out["acc"] == pytest.approx(0.2, abs=1e-7)  # MRA, not 0.6
+    assert out["score"] == pytest.approx(0.9 * 0.2 + 0.1 + 0.5, abs=1e-6)
+    with pytest.raises(RewardConfigError, match=r"reward\.reward_kwargs\.coord_max: not used by preset"):
+        load_reward_manager(_config(preset="openvlthinker_v2", coord_max=1000), tokenizer)

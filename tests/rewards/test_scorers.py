@@ -77,6 +77,19 @@ def test_templates():
         ("A", "B", {}, 0),
         ("cat", "B", {"choices": ["cat", "dog"]}, 0),
         ("A and B", "B", {}, 0),
+        # several letters, or a sentence that starts with the right letter, are not that letter
+        ("A and B", "A", {}, 0),
+        ("A, B", "A", {}, 0),
+        ("E, D", "E", {}, 0),
+        ("A red car", "A", {}, 0),
+        ("(A) and (B)", "A", {}, 0),
+        ("A. B", "A", {}, 0),
+        ("Answer: A or B", "A", {}, 0),
+        ("(A) B cat", "A", {"choices": ["A dog", "B cat"]}, 0),  # the text names another option
+        ("(A) A dog", "A", {"choices": ["A dog", "B cat"]}, 1),
+        ("B. MRI scan", "B", {}, 1),
+        ("B: MRI", "B", {}, 1),
+        ("A red car", "A red car", {}, 1),
     ],
 )
 def test_multiple_choice(answer, gt, kw, acc):

@@ -111,6 +111,10 @@ DEFAULT_LENGTH_FRACTIONS: dict[str, tuple[float, float, float, float]] = {
     "general_vqa": _MIDDLE,
     "chart": _MIDDLE,
     "science_vqa": _REASONING,
+    # the OpenVLThinkerV2 authors' task_type labels (spatial_grounding, spatial_reasoning, ocr are above)
+    "general_vqa_science_stem": _MIDDLE,  # mostly multiple-choice VQA: the general_vqa trapezoid
+    "chart_figure_qa": _MIDDLE,
+    "math_reasoning": _REASONING,
 }
 _FALLBACK_FRACTIONS = _MIDDLE
 

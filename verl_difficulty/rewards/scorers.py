@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import threading
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from fractions import Fraction
 from typing import Any
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 
 from .templates import Template, get_template
 
@@ -56,7 +56,7 @@ OCR_MAX_WORDS = 2000
 MAX_BOXES = 64
 
 # Keys of ScoreResult.to_extra_info(), identical for every scorer. compute_score adds "score" in front.
-EXTRA_INFO_KEYS = ("acc", "format", "structure", "length_score", "task", "answer_type", "reason")
+EXTRA_INFO_KEYS = ("acc", "format", "structure", "length_score", "task", "answer_type", "reason", "timeout")
 
 
 @dataclass
@@ -68,6 +68,7 @@ class ScoreResult:
     answer_type: str = ""
     task: str = ""
     length_score: float = 0.0
+    timeout: int = 0  # 1 when the call hit its wall-clock bound (math); its mean is the batch's timeout rate
 
     def to_extra_info(self) -> dict[str, Any]:
         return {
@@ -78,6 +79,7 @@ class ScoreResult:
             "task": str(self.task or self.answer_type),
             "answer_type": str(self.answer_type),
             "reason": str(self.reason),
+            "timeout": int(self.timeout),
         }
 
 
@@ -185,8 +187,9 @@ _STRIP_CHARS = " \t\n\r$,;:!?\"'`*"
 
 def _parse_number(text: str) -> float:
     """A float from a short answer; raises _Reject. Accepts "1,234.5", "3/4", "\\frac{3}{4}", "50%" (-> 50),
-    "1e3", "$12", "12." and, when the answer is a sentence, its single number."""
-    s = text.strip().strip(_STRIP_CHARS).strip()
+    "1e3", "$12", "12.", "−5" (Unicode minus) and, when the answer is a sentence, its single number
+    (a sign doubled or left dangling next to it, as in "--5", "5-", "A-5", is refused: the sign is unclear)."""
+    s = text.strip().strip(_STRIP_CHARS).strip().replace("\u2212", "-")
     if s.startswith("\\boxed{") and s.endswith("}"):
         s = s[len("\\boxed{") : -1].strip()
     if not s:
@@ -195,11 +198,16 @@ def _parse_number(text: str) -> float:
         raise _Reject("number answer too long")
     val = _try_number(s)
     if val is None:
-        found = _NUM_RE.findall(s)
-        if len(found) == 1:
-            val = _try_number(found[0])
-        elif len(found) > 1:
+        found = list(_NUM_RE.finditer(s))
+        if len(found) > 1:
             raise _Reject("answer holds several numbers")
+        if found:
+            m = found[0]
+            before, after = s[: m.start()], s[m.end() :]
+            if (before.rstrip().endswith(("+", "-")) or after.lstrip().startswith(("+", "-"))
+                    or (m.group()[0] in "+-" and before[-1:].isalnum())):
+                raise _Reject("malformed number (stray sign)")
+            val = _try_number(m.group())
     if val is None:
         raise _Reject("answer is not a number")
     if not math.isfinite(val):
@@ -245,7 +253,7 @@ def _gt_number(gt: Any) -> float:
         v = float(gt)
     else:
         text = _as_text_gt(gt)
-        v = _try_number(text.strip(_STRIP_CHARS))
+        v = _try_number(text.strip(_STRIP_CHARS).replace("\u2212", "-"))
         if v is None:
             raise _Reject("ground truth is not a number")
     if not math.isfinite(v):
@@ -339,7 +347,12 @@ def score_counting(response, ground_truth, **options) -> ScoreResult:
 _MC_PREFIX_RE = re.compile(
     r"^(?:the\s+)?(?:final\s+|correct\s+)?(?:answer|option|choice)(?:\s+is)?\s*[:：]?\s*", re.IGNORECASE
 )
-_MC_LETTER_RE = re.compile(r"^[\(\[]?([A-Z])[\)\]]?(?:[\.\):,]\s*|\s+|$)")
+# A letter answer is "(B)" / "[B]" (text may follow), or "B" followed by nothing or by ".", ")" or ":" and a space:
+# "A red car", "A and B", "A, B" are not letter answers (the first letter is not the choice).
+_MC_LETTER_RE = re.compile(r"^(?:[\(\[]([A-Z])[\)\]]|([A-Z])(?:[\.\):](?=\s|$)|$))\s*")
+# The rest of an answer that only names more letters: "B" in "A. B", "and (C)" in "(A) and (C)", ", D" ...
+_MORE_LETTERS_RE = re.compile(r"^(?:(?:[,/&;]|and|or)\s*)?[\(\[]?[A-Z][\)\]\.]?(?:(?:\s*(?:[,/&;]|and|or)\s*|\s+)"
+                              r"[\(\[]?[A-Z][\)\]\.]?)*$")
 _OPTION_PREFIX_RE = re.compile(r"^[\(\[]?[A-Z][\)\]\.:]\s*")
 _NORM_RE = re.compile(r"[^\w]+", re.UNICODE)
 
@@ -360,7 +373,7 @@ def _mc_letter(s: str) -> tuple[str | None, str]:
         return s.upper(), ""
     m = _MC_LETTER_RE.match(s)
     if m:
-        return m.group(1), s[m.end() :].strip()
+        return m.group(1) or m.group(2), s[m.end() :].strip()
     return None, s
 
 
@@ -399,6 +412,13 @@ def _mc_body(answer, gt, fmt, options):
     if g_option and pred_norm == g_option:
         return 1.0, "option text match"
     p_letter, p_rest = _mc_letter(answer)
+    if p_letter is not None and p_rest and _MORE_LETTERS_RE.match(p_rest):
+        return 0.0, "several options"
+    if p_letter is not None and p_rest and choices:
+        normed = [_norm_text(c) for c in choices]
+        named = _norm_text(p_rest)
+        if named in normed and normed.index(named) != ord(p_letter) - ord("A"):
+            return 0.0, "letter and option text disagree"
     if p_letter is not None and g_letter is not None:
         if p_letter == g_letter:
             return 1.0, "letter match"
@@ -433,40 +453,50 @@ def _norm_math_str(s: str) -> str:
     return _TEX_NOISE_RE.sub("", s).rstrip(".")
 
 
+def _math_timeout(options: Mapping[str, Any]) -> float:
+    from .math_guard import DEFAULT_TIMEOUT_S
+
+    v = options.get("math_timeout_s")
+    if v is None:
+        return DEFAULT_TIMEOUT_S
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 < v <= 600):
+        raise ValueError(f"math_timeout_s={v!r}: must be a number of seconds in (0, 600] (default "
+                         f"{DEFAULT_TIMEOUT_S})")
+    return float(v)
+
+
 def _math_body(answer, gt, fmt, options):
+    from .math_guard import compare_plain_numbers, math_verify_available, verify_bounded
+
     gt_text = _as_text_gt(gt)
     if len(gt_text) > MATH_MAX_ANSWER_CHARS:
         raise _Reject("ground truth too long")
-    if _norm_math_str(answer) == _norm_math_str(gt_text):
+    pred_norm, gold_norm = _norm_math_str(answer), _norm_math_str(gt_text)
+    if pred_norm == gold_norm:
         return 1.0, "exact match"
-    try:
-        from math_verify import parse, verify
-    except ImportError:
+    # two plain numbers: math_verify's verdict without a trip to a worker process
+    same = compare_plain_numbers(gold_norm, pred_norm)
+    if same is not None:
+        return (1.0, "numeric match") if same else (0.0, "numeric mismatch")
+    if not math_verify_available():
         return 0.0, "mismatch (math_verify not installed: exact match only)"
-    # math_verify's timeouts use signal.alarm, which only works in the main thread; verl's reward loop runs
-    # scorers in executor threads. There the timeouts are disabled and the answer-size cap is the guard.
-    in_main = threading.current_thread() is threading.main_thread()
-    timeout = int(options.get("math_timeout_s", 5)) if in_main else None
-    try:
-        gold = parse(f"${gt_text}$", parsing_timeout=timeout) or parse(gt_text, parsing_timeout=timeout)
-        pred = parse(answer, parsing_timeout=timeout)
-        if not pred and "$" not in answer:
-            pred = parse(f"${answer}$", parsing_timeout=timeout)
-    except Exception:  # noqa: BLE001
-        gold, pred = [], []
-    if not gold or not pred:
-        return 0.0, "mismatch (math_verify could not parse; exact match only)"
-    try:
-        ok = verify(gold, pred, timeout_seconds=timeout)
-    except Exception:  # noqa: BLE001
-        return 0.0, "mismatch (math_verify error)"
-    return (1.0, "symbolic match") if ok else (0.0, "symbolic mismatch")
+    # size screen, then math_verify in a worker process killed at the deadline (works off the main thread,
+    # where math_verify's signal-based timeouts cannot run, and never holds this process's GIL while waiting)
+    verdict = verify_bounded(gt_text, answer, _math_timeout(options))
+    return verdict.acc, verdict.reason
 
 
 def score_math(response, ground_truth, **options) -> ScoreResult:
-    """Symbolic equivalence with math_verify (parse + verify, timeouts ``math_timeout_s``=5 in the main
-    thread); normalised exact string match first and as the fallback when parsing fails."""
-    return _run("math", response, ground_truth, options, _math_body, answer_limit=MATH_MAX_ANSWER_CHARS)
+    """Normalised exact string match, then plain numbers compared directly, then math_verify (parse +
+    verify) in a worker process with a hard wall-clock bound ``math_timeout_s`` (default 3 s; reason
+    "timeout", ``timeout`` 1). Expressions too large for sympy (huge powers, factorials, towers) score 0
+    without parsing. A bad ``math_timeout_s`` raises ValueError (a configuration error, like a bad template)."""
+    from .math_guard import TIMEOUT_REASON
+
+    _math_timeout(options)  # a configuration error: raise, do not score 0
+    res = _run("math", response, ground_truth, options, _math_body, answer_limit=MATH_MAX_ANSWER_CHARS)
+    res.timeout = int(res.reason.startswith(TIMEOUT_REASON))
+    return res
 
 
 # --- OCR ---------------------------------------------------------------------------------------------------
@@ -480,25 +510,12 @@ def _ocr_words(s: str) -> list[str]:
 
 def word_error_rate(reference: Sequence[str], hypothesis: Sequence[str]) -> float:
     """Word-level Levenshtein distance / len(reference) (may exceed 1); 0 for two empty sequences."""
+    from rapidfuzz.distance import Levenshtein  # C-level edit distance over word lists
+
     n, m = len(reference), len(hypothesis)
     if n == 0:
         return 0.0 if m == 0 else float(m)
-    if m == 0:
-        return 1.0
-    vocab: dict[str, int] = {}
-    ref = [vocab.setdefault(w, len(vocab)) for w in reference]
-    hyp = [vocab.setdefault(w, len(vocab)) for w in hypothesis]
-    prev = list(range(m + 1))
-    for i in range(1, n + 1):
-        r = ref[i - 1]
-        cur = [i] + [0] * m
-        for j in range(1, m + 1):
-            cost = prev[j - 1] + (r != hyp[j - 1])
-            a = prev[j] + 1
-            b = cur[j - 1] + 1
-            cur[j] = min(cost, a, b)
-        prev = cur
-    return prev[m] / n
+    return Levenshtein.distance(list(reference), list(hypothesis)) / n
 
 
 def _ocr_body(answer, gt, fmt, options):
@@ -523,7 +540,7 @@ def score_ocr(response, ground_truth, **options) -> ScoreResult:
 
 # --- grounding ---------------------------------------------------------------------------------------------
 
-_BOX_KEYS = ("bbox_2d", "bbox", "box", "box_2d")
+_BOX_KEYS = ("bbox_2d", "bbox", "box", "box_2d", "boxes")  # "boxes": OpenVLThinkerV2's prompt and data
 _FENCE_RE = re.compile(r"^```(?:json|JSON)?\s*(.*?)\s*```$", re.DOTALL)
 
 
@@ -597,61 +614,12 @@ def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def _hungarian_min(cost: list[list[float]]) -> list[int]:
-    """Minimum-cost assignment for an n x m cost matrix with n <= m (Kuhn-Munkres with potentials, O(n^2 m)).
-    Returns, for each row, its column."""
-    n, m = len(cost), len(cost[0])
-    inf = float("inf")
-    u, v = [0.0] * (n + 1), [0.0] * (m + 1)
-    p, way = [0] * (m + 1), [0] * (m + 1)  # p[j]: row matched to column j (1-based, 0 = none)
-    for i in range(1, n + 1):
-        p[0] = i
-        j0 = 0
-        minv = [inf] * (m + 1)
-        used = [False] * (m + 1)
-        while True:
-            used[j0] = True
-            i0, delta, j1 = p[j0], inf, 0
-            row = cost[i0 - 1]
-            for j in range(1, m + 1):
-                if not used[j]:
-                    cur = row[j - 1] - u[i0] - v[j]
-                    if cur < minv[j]:
-                        minv[j], way[j] = cur, j0
-                    if minv[j] < delta:
-                        delta, j1 = minv[j], j
-            for j in range(m + 1):
-                if used[j]:
-                    u[p[j]] += delta
-                    v[j] -= delta
-                else:
-                    minv[j] -= delta
-            j0 = j1
-            if p[j0] == 0:
-                break
-        while j0:
-            j1 = way[j0]
-            p[j0] = p[j1]
-            j0 = j1
-    assign = [0] * n
-    for j in range(1, m + 1):
-        if p[j]:
-            assign[p[j] - 1] = j - 1
-    return assign
-
-
 def max_weight_matching(weights: np.ndarray) -> float:
-    """Largest total weight of a one-to-one matching of rows to columns (each used at most once).
-    Uses scipy.optimize.linear_sum_assignment when scipy is importable, else a pure-Python Hungarian."""
+    """Largest total weight of a one-to-one matching of rows to columns (each used at most once), by
+    scipy.optimize.linear_sum_assignment."""
     w = np.asarray(weights, dtype=np.float64)
     if w.size == 0:
         return 0.0
-    try:
-        from scipy.optimize import linear_sum_assignment
-    except ImportError:
-        t = w if w.shape[0] <= w.shape[1] else w.T
-        cols = _hungarian_min((-t).tolist())
-        return float(sum(t[i, c] for i, c in enumerate(cols)))
     rows, cols = linear_sum_assignment(w, maximize=True)
     return float(w[rows, cols].sum())
 
@@ -690,6 +658,8 @@ def _grounding_body(answer, gt, fmt, options):
     valid = [b for b, p in zip(pred_boxes, problems) if p is None]
     bad = [p for p in problems if p]
     denom = max(len(pred_boxes), len(gt_boxes))
+    if bad:  # the structure bonus rewards a well-formed answer: one invalid box forfeits it
+        bonus = 0.0
     if not valid:
         return 0.0, bad[0], bonus
     iou = np.array([[box_iou(p, g) for g in gt_boxes] for p in valid], dtype=np.float64)
@@ -703,7 +673,8 @@ def score_grounding(response, ground_truth, **options) -> ScoreResult:
     """IoU of [x1, y1, x2, y2] boxes; several boxes are matched one-to-one (Hungarian, max total IoU) and the
     matched IoU is summed and divided by max(#pred, #gt). Invalid predicted boxes (negative, non-finite,
     degenerate, outside ``image_size`` (w, h) or ``coord_max``) count as unmatched (IoU 0). structure =
-    ``structure_bonus`` (0.25) when the answer is valid box JSON and the format holds, else 0."""
+    ``structure_bonus`` (0.25) when the answer is valid box JSON, every box in it is valid and the format holds,
+    else 0. Box keys read: bbox_2d, bbox, box, box_2d, boxes."""
     return _run("grounding", response, ground_truth, options, _grounding_body)
 
 
@@ -735,7 +706,7 @@ TASK_ALIASES = {
     "box": "grounding",
 }
 
-# OpenVLThinkerV2 domains -> answer type (project default; spatial reasoning answers are mostly options).
+# Domains -> the answer type used when a row names no problem_type (spatial reasoning answers are mostly options).
 DOMAIN_TO_TASK = {
     "spatial_grounding": "grounding",
     "spatial_reasoning": "multiple_choice",
@@ -744,6 +715,11 @@ DOMAIN_TO_TASK = {
     "math": "math",
     "chart": "numerical",
     "ocr": "ocr",
+    # the OpenVLThinkerV2 authors' task_type labels (their data and task_type_to_id; the three above with the
+    # same names are theirs too)
+    "general_vqa_science_stem": "multiple_choice",
+    "chart_figure_qa": "numerical",
+    "math_reasoning": "math",
 }
 
 # Substrings of verl data_source names -> domain (first hit wins, checked in this order).
@@ -771,7 +747,8 @@ def resolve_task(data_source: Any = None, extra_info: Mapping | None = None) -> 
     """(task label, answer type) of a sample.
 
     1. extra_info["problem_type"] (or "answer_type"): an answer type, alias or domain name.
-    2. extra_info["task"] / "domain": a domain or answer type.
+    2. extra_info["task"] / "domain" / "task_type" (the OpenVLThinkerV2 data's field): a domain or answer type;
+       it is the task label (per-task length thresholds, metrics) while problem_type picks the scorer.
     3. data_source: exact answer type/domain, else the substring hints in DATA_SOURCE_HINTS.
     4. otherwise multiple_choice (task "unknown").
     """
@@ -784,7 +761,7 @@ def resolve_task(data_source: Any = None, extra_info: Mapping | None = None) -> 
         return TASK_ALIASES.get(k, k)
 
     label = None
-    for key in ("task", "domain"):
+    for key in ("task", "domain", "task_type"):
         k = norm(info.get(key))
         if k in DOMAIN_TO_TASK or k in SCORERS:
             label = k
@@ -840,11 +817,11 @@ SCORER_OPTIONS = frozenset({
     "template", "max_response_chars", "max_answer_chars", "abs_tol", "rel_tol", "zero_tol", "decimals", "choices",
     "coord_max", "image_size", "structure_bonus", "math_timeout_s", "ocr_max_words",
 })
-_RESERVED_KWARGS = {
-    "length_shaping", "max_response_length", "length_thresholds", "w_fmt", "w_len", "response_length",
-    "chars_per_token", "task_type", "reward_router_address", "reward_model_tokenizer", "sandbox_fusion_url",
-    "concurrent_semaphore", "memory_limit_mb",
-}
+# keyword arguments verl (or a caller) passes at call time that are not reward settings
+_CALL_KWARGS = {"response_length", "chars_per_token", "reward_router_address", "reward_model_tokenizer",
+                "sandbox_fusion_url", "concurrent_semaphore", "memory_limit_mb"}
+_COMPUTE_SCORE_PREFIX = "reward.custom_reward_function.reward_kwargs"
+_CONFIG_CACHE: dict[str, Any] = {}
 
 
 def _response_tokens(solution_str: Any, info: Mapping, kwargs: Mapping) -> float:
@@ -856,42 +833,47 @@ def _response_tokens(solution_str: Any, info: Mapping, kwargs: Mapping) -> float
         if _is_num(v):
             return float(v)
     n = len(solution_str) if isinstance(solution_str, (str, bytes)) else 0
-    return n / float(kwargs.get("chars_per_token", 4.0))
+    cpt = kwargs.get("chars_per_token", 4.0)
+    if not _is_num(cpt) or not math.isfinite(cpt) or cpt <= 0:
+        raise ValueError(f"{_COMPUTE_SCORE_PREFIX}.chars_per_token={cpt!r}: must be a finite number > 0")
+    return n / float(cpt)
+
+
+def _settings(kwargs: Mapping[str, Any]):
+    """The validated MultiTaskRewardConfig of a compute_score call (cached: verl calls once per sample with the
+    same reward_kwargs)."""
+    from .multitask import MultiTaskRewardConfig
+
+    settings = {k: v for k, v in kwargs.items() if k not in _CALL_KWARGS}
+    key = repr(sorted(settings.items(), key=lambda kv: kv[0]))
+    cfg = _CONFIG_CACHE.get(key)
+    if cfg is None:
+        cfg = MultiTaskRewardConfig.from_mapping(settings, prefix=_COMPUTE_SCORE_PREFIX)
+        if len(_CONFIG_CACHE) > 64:
+            _CONFIG_CACHE.clear()
+        _CONFIG_CACHE[key] = cfg
+    return cfg
 
 
 def compute_score(data_source, solution_str, ground_truth, extra_info=None, **kwargs) -> dict[str, Any]:
     """verl custom reward function (``reward.custom_reward_function.path=pkg://verl_difficulty.rewards``,
-    ``name=compute_score``; options via ``custom_reward_function.reward_kwargs``).
+    ``name=compute_score``; options via ``reward.custom_reward_function.reward_kwargs``).
 
-    Returns {"score": overall, acc, format, structure, length_score, task, answer_type, reason}.
-    Options (reward_kwargs): template, length_shaping (False), max_response_length (needed with length
-    shaping), length_thresholds ({task: [l_min, l_low, l_high, l_max] tokens | {"fractions": [...]}}),
-    w_fmt (0.1), w_len (0.1), task_type (force one), chars_per_token (4.0, only when no token count is
-    given) and any scorer option (rel_tol, decimals, structure_bonus, coord_max, ...). Per sample, extra_info
-    may carry problem_type/task, choices/options, image_size, template, response_length.
+    A thin call into the ``multitask`` reward manager's scorer (``multitask.score_trajectory``) with the same
+    validated settings (``MultiTaskRewardConfig``: preset, template, task_key, task_type, w_fmt, w_len,
+    length_shaping, max_response_length, length_thresholds and the scorer options); an unknown key or a bad
+    value raises a ``RewardConfigError`` naming it. Call-time extras: ``response_length`` (tokens; else
+    ``extra_info.response_length``/``response_len``, else characters / ``chars_per_token`` (4.0)).
+
+    Returns {"score": overall, acc, format, structure, length_score, task, answer_type, reason} (the manager's
+    extra info without its token count); ``acc`` is the accuracy alone.
     """
-    info = extra_info if isinstance(extra_info, Mapping) else {}
-    forced = kwargs.get("task_type")
-    if forced:
-        task, answer_type = resolve_task(None, {"problem_type": forced})
-    else:
-        task, answer_type = resolve_task(data_source, info)
-    options = {k: v for k, v in kwargs.items() if k not in _RESERVED_KWARGS}
-    for src, dst in PER_SAMPLE_OPTIONS.items():
-        if info.get(src) is not None and dst not in options:
-            options[dst] = info[src]
-    result = SCORERS[answer_type](solution_str, ground_truth, **options)
-    result.task = task
-    length_shaping = bool(kwargs.get("length_shaping", False))
-    if length_shaping:
-        from .length import length_reward, thresholds_for_task
+    from .multitask import score_trajectory
 
-        max_len = kwargs.get("max_response_length")
-        if max_len is None:
-            raise ValueError("length_shaping=True needs max_response_length in reward_kwargs")
-        th = thresholds_for_task(task if task != "unknown" else answer_type, int(max_len),
-                                 kwargs.get("length_thresholds"))
-        result.length_score = length_reward(_response_tokens(solution_str, info, kwargs), th)
-    overall = overall_score(result, length_shaping=length_shaping, w_fmt=float(kwargs.get("w_fmt", 0.1)),
-                            w_len=float(kwargs.get("w_len", 0.1)))
-    return {"score": float(overall), **result.to_extra_info()}
+    cfg = _settings(kwargs)
+    info = extra_info if isinstance(extra_info, Mapping) else {}
+    length = _response_tokens(solution_str, info, kwargs) if cfg.length_shaping else 0.0
+    out = score_trajectory(cfg, data_source=data_source, response=solution_str, ground_truth=ground_truth,
+                           extra_info=info, response_length=length)
+    del out["response_length"]
+    return out

@@ -13,6 +13,10 @@ Built-in templates:
 - ``think_boxed`` (Durian / DIVA-GRPO): ``<think>…</think>`` then text containing ``\\boxed{…}``;
   the answer is the content of the LAST ``\\boxed{}``.
 - ``answer`` / ``boxed``: the same answers without the reasoning block.
+- ``openvlthinker_v2`` (``SpacedTagTemplate``, the OpenVLThinkerV2 authors' released reward): ``<thinking>…</thinking>``
+  then ``<answer>…</answer>``; whitespace next to ``<``, ``>`` and ``/`` is ignored when the layout is checked
+  (``< answer >`` is a tag), an empty answer block still counts as the layout, and the answer is the last block,
+  read from the original text (so ``a / b`` inside the answer keeps its spaces).
 - ``lenient_choice`` / ``lenient_integer`` / ``lenient_box`` (``LenientTemplate``), for tiny random policies /
   smoke tests: take the tagged answer if present, else the last answer-shaped token; format credit only with
   tags. The answer-shaped token is the last standalone capital letter (``choice``), the last integer
@@ -22,11 +26,13 @@ Built-in templates:
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 from dataclasses import dataclass
 
-__all__ = ["LenientTemplate", "Template", "TEMPLATES", "get_template", "register_template", "extract_boxed"]
+__all__ = ["LenientTemplate", "SpacedTagTemplate", "Template", "TEMPLATES", "get_template", "register_template",
+           "extract_boxed", "squeeze_tag_spaces"]
 
 _BOXED = "\\boxed{"
 
@@ -170,6 +176,74 @@ class LenientTemplate(Template):
         return json.dumps([min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)])
 
 
+_TAG_DELIMS_RE = re.compile(r"([<>/])")
+
+
+def squeeze_tag_spaces(text: str) -> tuple[str, list[tuple[int, int]]]:
+    """``text`` with every whitespace run next to ``<``, ``>`` or ``/`` removed (the OpenVLThinkerV2 authors
+    apply ``re.sub(r"\\s*(<|>|/)\\s*", r"\\1", text)`` to the response), and the kept segments as
+    (start in the result, start in ``text``) pairs for ``raw_index``. Linear: one split on single characters,
+    no regex backtracking over whitespace runs."""
+    parts = _TAG_DELIMS_RE.split(text)
+    out: list[str] = []
+    segments: list[tuple[int, int]] = []
+    n_out = n_raw = 0
+    last = len(parts) - 1
+    for i, part in enumerate(parts):
+        keep = part
+        offset = 0
+        if i % 2 == 0:  # text between delimiters: drop the whitespace that touches a delimiter
+            if i < last:
+                keep = keep.rstrip()
+            if i > 0:
+                stripped = keep.lstrip()
+                offset = len(keep) - len(stripped)
+                keep = stripped
+        if keep:
+            segments.append((n_out, n_raw + offset))
+            out.append(keep)
+            n_out += len(keep)
+        n_raw += len(part)
+    return "".join(out), segments
+
+
+def raw_index(segments: list[tuple[int, int]], i: int) -> int:
+    """Index in the original text of character ``i`` of the squeezed text."""
+    k = bisect.bisect_right(segments, (i, float("inf"))) - 1
+    start_out, start_raw = segments[k]
+    return start_raw + (i - start_out)
+
+
+@dataclass(frozen=True)
+class SpacedTagTemplate(Template):
+    """``<thinking>…</thinking><answer>…</answer>`` as the OpenVLThinkerV2 authors check it: on the response
+    with whitespace next to ``<``, ``>``, ``/`` squeezed out, the whole response must be one reasoning block,
+    then an answer block, nothing else (the answer may be empty). The answer is the content of the LAST
+    block, taken from the unsqueezed response (the authors read the first block of the squeezed text)."""
+
+    think_tags: tuple[str, ...] = ("thinking",)
+
+    def check_format(self, text: str) -> bool:
+        s, _ = squeeze_tag_spaces(text)
+        think_open, answer_close = f"<{self.think_tags[0]}>", f"</{self.answer_tag}>"
+        joint = f"</{self.think_tags[0]}><{self.answer_tag}>"
+        if not (s.startswith(think_open) and s.endswith(answer_close)):
+            return False
+        at = s.find(joint, len(think_open))  # the first join leaves the most room for the answer
+        return at != -1 and at + len(joint) <= len(s) - len(answer_close)
+
+    def extract_answer(self, text: str) -> str | None:
+        s, segments = squeeze_tag_spaces(text)
+        open_t, close_t = f"<{self.answer_tag}>", f"</{self.answer_tag}>"
+        end = s.rfind(close_t)
+        start = s.rfind(open_t, 0, end) if end != -1 else -1
+        if start == -1:
+            return None
+        first = raw_index(segments, start + len(open_t) - 1) + 1  # just after the '>' of <answer>
+        ans = text[first : raw_index(segments, end)].strip()
+        return ans or None
+
+
 TEMPLATES: dict[str, Template] = {}
 
 
@@ -184,6 +258,7 @@ register_template(Template("think_answer", think_tags=("think", "thinking"), ans
 register_template(Template("think_boxed", think_tags=("think",), answer="boxed"))
 register_template(Template("answer", think_tags=(), answer="tag"))
 register_template(Template("boxed", think_tags=(), answer="boxed"))
+register_template(SpacedTagTemplate("openvlthinker_v2", answer="tag"))
 register_template(LenientTemplate("lenient_choice", think_tags=(), answer="tag", fallback="choice"))
 register_template(LenientTemplate("lenient_integer", think_tags=(), answer="tag", fallback="integer"))
 register_template(LenientTemplate("lenient_box", think_tags=(), answer="tag", fallback="box"))

@@ -1,4 +1,5 @@
-"""Per-task response-length metrics on the v1 trainer, for runs scored by the ``multitask`` reward manager.
+"""Per-task response-length metrics and the math scorer's time-outs on the v1 trainer, for runs scored by the
+``multitask`` reward manager.
 
 verl 0.9.1 logs reward extra info only in validation; the length trapezoid shapes per-task lengths, so the
 training step should show them. Kept apart from ``reward_manager.py``, which imports verl's reward-loop package
@@ -7,7 +8,7 @@ at the top (this module is imported from a hook on the trainer module).
 
 from __future__ import annotations
 
-__all__ = ["length_metrics", "patch_v1_trainer_for_length_metrics"]
+__all__ = ["length_metrics", "patch_v1_trainer_for_length_metrics", "timeout_metrics"]
 
 MANAGER_NAME = "multitask"  # verl_difficulty.verl_glue.reward_manager.MANAGER_NAME
 
@@ -29,9 +30,19 @@ def length_metrics(labels, lengths, valid, max_response_length: int | None) -> d
     return per_label_stats("length", [str(t) for t in tasks], task_ids, values, rows)
 
 
+def timeout_metrics(timeouts, valid) -> dict[str, float]:
+    """``reward/math_timeout_{count,frac}`` over the valid rows: responses whose math check ran past its
+    wall-clock bound and scored 0 (reward extra info ``timeout``; rows without it count as no time-out)."""
+    import numpy as np
+
+    hits = np.nan_to_num(np.asarray(timeouts, dtype=np.float64)[np.asarray(valid, dtype=bool)]) > 0
+    frac = float(hits.mean()) if hits.size else 0.0
+    return {"reward/math_timeout_count": float(hits.sum()), "reward/math_timeout_frac": frac}
+
+
 def patch_v1_trainer_for_length_metrics(module) -> None:
-    """Add per-task length metrics to every v1 step that the ``multitask`` manager scores (verl 0.9.1 logs
-    reward extra info only in validation)."""
+    """Add per-task length metrics and math time-outs to every v1 step that the ``multitask`` manager scores
+    (verl 0.9.1 logs reward extra info only in validation)."""
     from verl_difficulty.verl_glue.import_hooks import wrap_once
 
     def make(method):
@@ -43,12 +54,15 @@ def patch_v1_trainer_for_length_metrics(module) -> None:
                 # imported here: reward_manager imports verl's reward-loop package, whose import runs our
                 # registration hook, which imports reward_manager (a cycle if this module imported it at the top)
                 from verl_difficulty.verl_glue.reward_manager import read_manager_config
-                from verl_difficulty.verl_glue.seam import fetch_row_labels
+                from verl_difficulty.verl_glue.seam import fetch_row_labels, fetch_row_numbers
 
                 options = read_manager_config(self.config)
                 labels, mask, valid = fetch_row_labels(batch, options.task_key,
                                                        setting="reward.reward_kwargs.task_key")
                 metrics.update(length_metrics(labels, mask.sum(-1), valid, options.max_response_length))
+                timeouts = fetch_row_numbers(batch, "timeout", setting="the multitask reward's extra info")
+                if timeouts is not None:
+                    metrics.update(timeout_metrics(*timeouts))
             return result
 
         return _compute_advantage

@@ -10,6 +10,9 @@ Registered in ``verl.experimental.reward_loop.reward_manager`` (post-import hook
 Options come from ``config.reward.reward_kwargs`` (verl's own convention: its DAPO manager reads
 ``config.reward.reward_kwargs``, and ``migrate_legacy_reward_impl`` copies ``reward_model.reward_kwargs``
 there). On verl's stock config the node does not exist: add it with ``+reward.reward_kwargs.<key>=...``.
+``+reward.reward_kwargs.preset=openvlthinker_v2`` selects the OpenVLThinkerV2 authors' reward. verl's custom
+reward function ``verl_difficulty.rewards.compute_score`` scores through the same ``score_trajectory``.
+``reward_extra_info["acc"]`` is the accuracy alone (DIVA's tracker reads it), never the overall score.
 The length in tokens is the response's ``response_mask`` sum when the batch has one, else verl's per-sample
 ``response_len`` (agent loop), else the attention mask over the response (as verl's naive manager).
 """

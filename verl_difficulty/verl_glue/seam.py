@@ -212,14 +212,12 @@ def _padded_like(values: Any, response_mask: torch.Tensor) -> torch.Tensor:
     return values[:, :width].to(torch.float32)
 
 
-def fetch_row_labels(batch, key: str, setting: str) -> tuple[np.ndarray, torch.Tensor, np.ndarray]:
-    """(labels, [B, T] response mask, valid rows) of a v1 batch: each row's ``key`` (data_source,
-    extra_info.<field>, ...) read from TransferQueue, validated as the estimators' task keys are."""
+def _fetch_rows(batch, column: str) -> tuple[dict, torch.Tensor, np.ndarray, np.ndarray]:
+    """({column: values} or {} when TransferQueue has no such column, [B, T] response mask, uids, valid rows)."""
     import transfer_queue as tq
 
-    from verl_difficulty.verl_glue.fields import field_for_key, read_labels, valid_rows
+    from verl_difficulty.verl_glue.fields import valid_rows
 
-    column = field_for_key(key)
     data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id,
                            select_fields=[column, "response_mask", "uid"])
     mask = data["response_mask"]
@@ -227,8 +225,27 @@ def fetch_row_labels(batch, key: str, setting: str) -> tuple[np.ndarray, torch.T
     mask = _padded_like(mask, torch.zeros(len(batch.keys), width))
     uids = _object_array(data["uid"]) if "uid" in data.keys() else np.asarray(batch.keys, dtype=object)
     non_tensor = {column: _object_array(data[column])} if column in data.keys() else {}
-    valid = valid_rows(mask).numpy()
+    return non_tensor, mask, uids, valid_rows(mask).numpy()
+
+
+def fetch_row_labels(batch, key: str, setting: str) -> tuple[np.ndarray, torch.Tensor, np.ndarray]:
+    """(labels, [B, T] response mask, valid rows) of a v1 batch: each row's ``key`` (data_source,
+    extra_info.<field>, ...) read from TransferQueue, validated as the estimators' task keys are."""
+    from verl_difficulty.verl_glue.fields import field_for_key, read_labels
+
+    non_tensor, mask, uids, valid = _fetch_rows(batch, field_for_key(key))
     return read_labels(non_tensor, key, uids, valid, setting=setting), mask, valid
+
+
+def fetch_row_numbers(batch, key: str, setting: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(one float per row, NaN where a row has none; valid rows) of a v1 batch's ``key``, or None when no row
+    of the batch has that column."""
+    from verl_difficulty.verl_glue.fields import field_for_key, read_numbers
+
+    non_tensor, _, uids, valid = _fetch_rows(batch, field_for_key(key))
+    if not non_tensor:
+        return None
+    return read_numbers(non_tensor, key, uids, valid, setting=setting, allow_bool=True), valid
 
 
 def _add_reward_extra_info(non_tensor_batch: dict, extra_fields: np.ndarray) -> None:
