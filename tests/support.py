@@ -126,8 +126,26 @@ def _midrank_buckets(values: dict, edges) -> dict:
     return out
 
 
+def _closed_buckets(values: dict, low, high) -> dict:
+    """The paper's Eq. 10: H <= low -> 0, H >= high -> 2, else 1 (in both: 1)."""
+    return {k: 1 if (v <= low) == (v >= high) else 0 if v <= low else 2 for k, v in values.items()}
+
+
+def _exact_quantile(values, q):
+    """numpy's default (linear) quantile, in exact rational arithmetic."""
+    from fractions import Fraction
+
+    ordered = sorted(Fraction(v) for v in values)
+    position = Fraction(str(q)) * (len(ordered) - 1)  # the decimal the user wrote: 0.3 · 10 = 3 exactly
+    j = int(position)
+    if j + 1 >= len(ordered):
+        return ordered[j]
+    return ordered[j] + (ordered[j + 1] - ordered[j]) * (position - j)
+
+
 def reference_durian(rewards, uids, valid, entropy, confidence, alphas=(0.1, 0.2, 0.7), b=12,
-                     quantiles=(0.25, 0.75), thresholds=None, include_zero_variance=False, min_bucket=2, eps=1e-6):
+                     quantiles=(0.25, 0.75), thresholds=None, include_zero_variance=False, min_bucket=2, eps=1e-6,
+                     rule="closed_quantile"):
     """Durian per the spec, written with dictionaries and loops."""
     import math
     import statistics
@@ -143,7 +161,11 @@ def reference_durian(rewards, uids, valid, entropy, confidence, alphas=(0.1, 0.2
     h = {g: entropy[m[0]] for g, m in groups.items()}  # a per-prompt value: its first row's
     conf = {g: sum(confidence[i] for i in m) / len(m) for g, m in groups.items()}
     with_image = {g: h[g] for g in eligible if not math.isnan(h[g])}
-    if thresholds is not None:
+    if rule == "closed_quantile":
+        cuts = thresholds if thresholds is not None else (
+            [_exact_quantile(with_image.values(), q) for q in quantiles] if with_image else (0, 0))
+        perc = _closed_buckets(with_image, *cuts)
+    elif thresholds is not None:
         perc = {g: sum(1 for t in thresholds if t <= v) for g, v in with_image.items()}
     else:
         perc = _midrank_buckets(with_image, quantiles)
@@ -219,7 +241,7 @@ def reference_diva(rewards, uids, problems, difficulty, valid, lengths, batch_no
         for members in groups.values():
             vals = [rewards[i] for i in members]
             if rrb == "paper":
-                f = (max(vals) - min(vals)) / reward_range
+                f = min((max(vals) - min(vals)) / reward_range, 1.0)  # a spread beyond R_max is capped
             elif rrb == "code":
                 f = 0.1 if max(vals) < 0.15 else 1.0
             else:

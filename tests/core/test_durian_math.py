@@ -9,7 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from support import reference_durian
 
-from verl_difficulty.core.durian import durian_scores, midrank_fraction, rank_buckets
+from verl_difficulty.core.durian import (
+    closed_buckets,
+    closed_quantile_buckets,
+    durian_scores,
+    midrank_fraction,
+    rank_buckets,
+)
 from verl_difficulty.core.groups import factorize
 
 NAN = float("nan")
@@ -64,15 +70,76 @@ def random_case(seed, no_image=0.2, padding=0.1):
 
 @pytest.mark.parametrize("seed", range(40))
 @pytest.mark.parametrize("include", [False, True])
-def test_agrees_with_slow_reference(seed, include):
+@pytest.mark.parametrize("rule", ["closed_quantile", "half_open_rank"])
+def test_agrees_with_slow_reference(seed, include, rule):
     rewards, uids, entropy, confidence, valid = random_case(seed)
     b = [1, 3, 12][seed % 3]
-    thresholds = (1.5, 3.5) if seed % 4 == 0 else None
+    # thresholds on the integer grid of H hit both closed and half-open boundaries
+    thresholds = [(1.5, 3.5), (1.0, 3.0)][seed % 8 // 4] if seed % 4 == 0 else None
     got = run(rewards, uids, entropy, confidence, valid, num_reasoning_buckets=b, perceptual_thresholds=thresholds,
-              include_zero_variance_groups=include).advantages
+              include_zero_variance_groups=include, perceptual_bucket_rule=rule).advantages
     want = reference_durian(rewards, uids, valid, entropy, confidence, b=b, thresholds=thresholds,
-                            include_zero_variance=include)
+                            include_zero_variance=include, rule=rule)
     assert got.tolist() == pytest.approx(want, abs=1e-7)
+
+
+def six_prompts(entropies, **kwargs):
+    """One mixed group of 4 per prompt, prompt k with visual entropy entropies[k]; prompt-level buckets."""
+    n = len(entropies)
+    res = run([1.0, 0.0, 0.0, 1.0] * n, [f"p{k // 4}" for k in range(4 * n)],
+              [entropies[k // 4] for k in range(4 * n)], [-1.0] * (4 * n), **kwargs)
+    return res.perceptual_bucket[::4].tolist(), res
+
+
+def test_six_prompts_split_2_2_2_as_eq10():
+    """Eq. 10 closes the outer buckets: H <= τ.25 (= 2.25 here) low, H >= τ.75 (= 4.75) high."""
+    buckets, res = six_prompts([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    assert buckets == [0, 0, 1, 1, 2, 2]
+    assert res.perceptual_cuts.tolist() == [2.25, 4.75]
+    assert six_prompts([6.0, 1.0, 4.0, 2.0, 5.0, 3.0])[0] == [2, 0, 1, 0, 2, 1]  # order does not matter
+
+
+def test_half_open_rank_rule_keeps_the_midrank_split():
+    buckets, res = six_prompts([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], perceptual_bucket_rule="half_open_rank")
+    assert buckets == [0, 1, 1, 1, 2, 2]
+    assert torch.isnan(res.perceptual_cuts).all()
+
+
+@pytest.mark.parametrize("entropies, want", [
+    ([1.0, 2.0, 3.0, 4.0, 5.0], [0, 0, 1, 2, 2]),  # τ = 2, 4 fall on data: closed buckets take them
+    ([1.0, 2.0, 2.0, 2.0, 2.0, 3.0], [0, 1, 1, 1, 1, 2]),  # τ.25 = τ.75 = 2: the tied 2s are both -> middle
+    ([5.0, 5.0, 5.0], [1, 1, 1]),
+    ([7.0], [1]),
+    ([1.0, 1.0, 2.0, 3.0, 3.0, 3.0], [0, 0, 1, 2, 2, 2]),  # ties share a bucket
+])
+def test_closed_quantile_ties_and_small_batches(entropies, want):
+    assert six_prompts(entropies)[0] == want
+
+
+def test_fixed_thresholds_are_closed_by_default_and_half_open_on_request():
+    entropies = [1.0, 2.0, 3.0, 4.0]
+    assert six_prompts(entropies, perceptual_thresholds=(2.0, 3.0))[0] == [0, 0, 2, 2]
+    assert six_prompts(entropies, perceptual_thresholds=(2.0, 3.0), perceptual_bucket_rule="half_open_rank")[0] \
+        == [0, 1, 2, 2]
+
+
+def test_quantile_position_rounding_does_not_move_a_boundary():
+    # 0.3 · 10 = 3.0000000000000004 in floating point; τ.3 is exactly the 4th value, which Eq. 10 puts low
+    values = torch.arange(11, dtype=torch.float64)
+    buckets, cuts = closed_quantile_buckets(values, (0.3, 0.7))
+    assert buckets.tolist() == [0] * 4 + [1] * 3 + [2] * 4
+    assert cuts.tolist() == pytest.approx([3.0, 7.0])
+
+
+def test_closed_buckets_match_numpy_quantiles_on_random_data():
+    rng = np.random.default_rng(0)
+    for n in range(1, 40):
+        values = rng.normal(size=n).round(1)  # ties
+        low, high = np.quantile(values, [0.25, 0.75])
+        want = np.where((values <= low) & ~(values >= high), 0, np.where((values >= high) & ~(values <= low), 2, 1))
+        got, _ = closed_quantile_buckets(torch.from_numpy(values), (0.25, 0.75))
+        assert got.tolist() == want.tolist(), n
+        assert closed_buckets(torch.from_numpy(values), float(low), float(high)).tolist() == want.tolist()
 
 
 def test_zero_variance_groups_leave_bucket_populations_unless_asked():
@@ -209,3 +276,24 @@ def test_equal_visual_entropy_shares_a_bucket_whatever_the_group_sizes():
     uids = ["a"] * 5 + ["b"] * 2
     res = run(rewards, uids, [h] * 7, [-2.0] * 7)
     assert res.perceptual_bucket[0] == res.perceptual_bucket[5]
+
+
+@settings(max_examples=100, deadline=None)
+@given(batches())
+def test_property_closed_rule_is_symmetric_under_negated_entropy(batch):
+    """Eq. 10 treats low and high alike: negating H swaps buckets 0 and 2 and keeps the middle."""
+    rewards, uids, entropy, confidence, valid = batch
+    base = run(rewards, uids, entropy, confidence, valid).perceptual_bucket
+    mirrored = run(rewards, uids, [-h for h in entropy], confidence, valid).perceptual_bucket
+    swapped = torch.where(base >= 0, 2 - base, base)
+    assert torch.equal(mirrored, swapped)
+
+
+@settings(max_examples=100, deadline=None)
+@given(batches(), st.sampled_from(["closed_quantile", "half_open_rank"]))
+def test_property_buckets_are_monotone_in_visual_entropy(batch, rule):
+    rewards, uids, entropy, confidence, valid = batch
+    res = run(rewards, uids, entropy, confidence, valid, perceptual_bucket_rule=rule)
+    pairs = sorted({(entropy[i], res.perceptual_bucket[i].item()) for i in range(len(valid))
+                    if valid[i] and res.perceptual_bucket[i] >= 0})
+    assert [b for _, b in pairs] == sorted(b for _, b in pairs)

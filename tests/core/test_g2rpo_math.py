@@ -216,3 +216,11 @@ def test_single_stage_ranks_degenerate_groups_by_default_as_eq5():
     assert excluded.advantages[:2].tolist() == [0.0, 0.0]
     two = run(rewards, ["a", "a", "b", "b"], ["t"] * 4).advantages  # two_stage default excludes
     assert two[:2].tolist() == [0.0, 0.0]
+
+
+def test_tiny_tolerance_does_not_overflow_float32_rewards():
+    # reward / tolerance is computed in float64: in float32, 0.5 / 1e-40 was inf and every reward tied
+    rewards = [0.25, 0.5, 0.75, 1.0]
+    exact = run(rewards, ["u"] * 4, ["t"] * 4, dtype=torch.float32).advantages
+    snapped = run(rewards, ["u"] * 4, ["t"] * 4, dtype=torch.float32, tie_tolerance=1e-12).advantages
+    assert torch.equal(snapped, exact) and snapped.abs().min() > 0

@@ -87,3 +87,16 @@ def test_token_reductions_match_plain_torch(mask_dtype, rows):
     assert torch.equal(counts, mask.sum(-1).to(torch.float32))
     scalars = torch.randn(rows, generator=generator)
     assert torch.equal(broadcast_to_tokens(scalars, mask), scalars.unsqueeze(-1) * mask)
+
+
+@pytest.mark.parametrize("mask_dtype", [torch.int64, torch.float32, torch.bool])
+def test_masked_row_sums_ignore_what_masked_out_tokens_hold(mask_dtype):
+    """verl leaves -inf (or NaN) log-probs on padding tokens: -inf x 0 is NaN, the masked sum must not be."""
+    from verl_difficulty.core.tokens import masked_row_sums
+
+    inf, nan = float("inf"), float("nan")
+    values = torch.tensor([[-1.0, -2.0, -inf], [-0.5, nan, -inf], [-1.0, -inf, 0.0]])
+    mask = torch.tensor([[1, 1, 0], [1, 0, 0], [1, 1, 1]]).to(mask_dtype)
+    sums, counts = masked_row_sums(values, mask)
+    assert sums[:2].tolist() == [-3.0, -0.5] and counts.tolist() == [2.0, 1.0, 3.0]
+    assert sums[2].item() == -float("inf")  # a -inf the mask keeps is real and stays visible

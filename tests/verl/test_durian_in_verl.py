@@ -78,7 +78,15 @@ def test_settings_reach_the_estimator(ray_trainer):
 
 @pytest.mark.parametrize("section, message", [
     ({"alpha_perc": -1}, r"alpha_perc=-1 must be a finite number >= 0"),
-    ({"num_reasoning_buckets": 0}, r"num_reasoning_buckets=0 must be an integer >= 1"),
+    ({"num_reasoning_buckets": 0}, r"num_reasoning_buckets=0 must be an integer in \[1, 256\]"),
+    ({"num_reasoning_buckets": 10**9}, r"num_reasoning_buckets=1000000000 must be an integer in \[1, 256\]"),
+    # settings judged by their effect: these passed type checks but broke the math (alpha 1e308 -> inf advantages)
+    ({"alpha_ori": 1e308}, r"alpha_reas = 1e\+308 exceeds 100.*learning rate"),
+    ({"alpha_perc": 60, "alpha_reas": 60}, r"= 120.1 exceeds 100"),
+    ({"epsilon": 1e-320}, r"epsilon=1e-320 must be a number in \[1e-12, 0.1\]"),
+    ({"epsilon": 5.0}, r"epsilon=5.0 must be a number in \[1e-12, 0.1\].*shrinks every advantage"),
+    ({"perceptual_bucket_rule": "closed"}, r"perceptual_bucket_rule='closed' must be one of closed_quantile, "
+                                           r"half_open_rank"),
     ({"perceptual_quantiles": [0.75, 0.25]}, r"perceptual_quantiles=\[0\.75, 0\.25\] must be two increasing"),
     ({"confidence": "median"}, r"confidence='median' must be mean \(default\) or sum"),
     ({"min_bucket_size": 1}, r"min_bucket_size=1 must be an integer >= 2"),
@@ -121,6 +129,57 @@ def test_no_visual_entropy_at_all_warns_once_and_falls_back(ray_trainer, caplog,
     warnings = [r for r in caplog.records if "no sample in the batch has extra_info.visual_entropy" in r.message]
     assert len(warnings) == 1
     assert per_row(adv, batch.response_mask) == pytest.approx(expected(batch), abs=1e-5)
+
+
+@pytest.mark.parametrize("bad", [float("inf"), -float("inf")])
+def test_infinite_visual_entropy_names_the_sample(ray_trainer, bad):
+    """NaN / null is "no image"; ±inf is a broken value and must not silently drop the prompt from the buckets."""
+    batch = make_batch(num_prompts=3, group_size=2, response_length=4)
+    info = [dict(e) for e in batch.extra_info]
+    for row in np.flatnonzero(batch.uid == batch.uid[2]):
+        info[row]["visual_entropy"] = bad
+    with pytest.raises(ValueError, match=rf"entropy_key='extra_info.visual_entropy': sample uid={batch.uid[2]} "
+                                         rf"\(row \d.*={bad!r}, which is not finite. Recompute"):
+        ray_trainer.compute_advantage(data_from(batch, extra_info=object_array(info)), adv_estimator="durian",
+                                      config=OmegaConf.create({}))
+
+
+def test_minus_inf_log_probs_on_masked_out_tokens_are_ignored(ray_trainer):
+    """verl may leave -inf (or NaN) log-probs on padding tokens; -inf × 0 must not make a false alarm."""
+    batch = make_batch(num_prompts=6, group_size=4, response_length=8, seed=3, padding_rows=2)
+    clean = ray_trainer.compute_advantage(data_from(batch), adv_estimator="durian",
+                                          config=OmegaConf.create({})).batch["advantages"]
+    masked_out = batch.response_mask == 0
+    assert masked_out.any()
+    batch.old_log_probs[masked_out] = -float("inf")
+    batch.old_log_probs[masked_out.nonzero()[0, 0], masked_out.nonzero()[0, 1]] = float("nan")
+    adv = ray_trainer.compute_advantage(data_from(batch), adv_estimator="durian",
+                                        config=OmegaConf.create({})).batch["advantages"]
+    assert torch.equal(adv, clean) and torch.isfinite(adv).all()
+
+
+def test_six_prompts_split_2_2_2_by_default_and_1_3_2_with_half_open_ranks(ray_trainer):
+    """The paper's Eq. 10 closes the outer buckets (H <= τ.25, H >= τ.75): six prompts split 2:2:2."""
+    from verl import DataProto
+
+    n, group = 6, 4
+    rewards = torch.zeros(n * group, 2)
+    rewards[:, 1] = torch.tensor([1.0, 0.0, 0.0, 1.0] * n)
+    data = DataProto.from_dict(
+        tensors={"token_level_rewards": rewards, "response_mask": torch.ones(n * group, 2, dtype=torch.int64),
+                 "old_log_probs": -torch.ones(n * group, 2)},
+        non_tensors={"uid": object_array([f"p{i // group}" for i in range(n * group)]),
+                     "extra_info": object_array([{"visual_entropy": 1.0 + i // group} for i in range(n * group)])})
+    for rule, split, cuts in (("closed_quantile", [2, 2, 2], (2.25, 4.75)), ("half_open_rank", [1, 3, 2], None)):
+        metrics.drain()
+        ray_trainer.compute_advantage(data, adv_estimator="durian",
+                                      config=OmegaConf.create({"durian": {"perceptual_bucket_rule": rule}}))
+        posted = metrics.drain()
+        assert [posted[f"durian/perceptual/{k}/size"] / group for k in range(3)] == split
+        if cuts:
+            assert (posted["durian/perceptual/threshold_low"], posted["durian/perceptual/threshold_high"]) == cuts
+        else:
+            assert "durian/perceptual/threshold_low" not in posted
 
 
 def test_non_finite_log_prob_is_reported(ray_trainer):
@@ -173,3 +232,14 @@ def test_float32_groups_of_equal_rewards_get_exactly_zero(ray_trainer):
         cfg = OmegaConf.create({"durian": {"include_zero_variance_groups": include}})
         adv = ray_trainer.compute_advantage(data, adv_estimator="durian", config=cfg).batch["advantages"]
         assert adv[:16].abs().max().item() == 0.0 and adv[16:].abs().max().item() > 0
+
+
+def test_rewards_at_the_float32_limit_give_finite_scale_free_advantages(ray_trainer):
+    """Statistics in float64: rewards near float32's limit (whose squares overflow float32) are normalised like any."""
+    batch = make_batch(num_prompts=10, group_size=4, response_length=6, seed=5)
+    cfg = OmegaConf.create({"durian": {"num_reasoning_buckets": 3}})
+    want = ray_trainer.compute_advantage(data_from(batch), adv_estimator="durian", config=cfg).batch["advantages"]
+    batch.token_level_rewards *= 1e38  # rewards up to ~1.5e38
+    got = ray_trainer.compute_advantage(data_from(batch), adv_estimator="durian", config=cfg).batch["advantages"]
+    assert torch.isfinite(got).all() and batch.token_level_rewards.abs().max() > 1e38
+    assert torch.allclose(got, want, atol=1e-4)  # the advantage does not depend on the reward's scale (ε aside)

@@ -94,6 +94,9 @@ def test_task_key_from_extra_info(verl_modules):
     [
         ({"mode": "three_stage"}, r"algorithm\.g2rpo\.mode='three_stage'.*two_stage, single_stage"),
         ({"tie_tolerance": -0.1}, r"algorithm\.g2rpo\.tie_tolerance=-0\.1 must be a finite number >= 0"),
+        # judged by effect: 1e-40 once snapped float32 rewards to inf (every advantage 0)
+        ({"tie_tolerance": 1e-40}, r"tie_tolerance=1e-40 is outside \[1e-12, 0.5\]: so small it ties nothing"),
+        ({"tie_tolerance": 3.0}, r"tie_tolerance=3.0 is outside \[1e-12, 0.5\]: so large.*advantages to 0"),
         ({"include_degenerate_groups": "yes"}, r"include_degenerate_groups='yes' must be true, false or null"),
         ({"modee": "two_stage"}, r"unknown key\(s\) algorithm\.g2rpo\.modee; valid keys"),
     ],
@@ -115,6 +118,36 @@ def test_task_key_missing_from_data_names_key_sample_and_fix(verl_modules):
         ray_trainer.compute_advantage(data, adv_estimator="g2rpo", config=cfg)
     cfg = OmegaConf.create({"adv_estimator": "g2rpo", "g2rpo": {"task_key": "problem_type"}})
     with pytest.raises(ValueError, match=r"no column 'problem_type'.*data_source"):
+        ray_trainer.compute_advantage(data, adv_estimator="g2rpo", config=cfg)
+
+
+def test_task_labels_of_mixed_type_are_one_task_per_canonical_key(verl_modules):
+    """1, 1.0 and "1" are one task (their canonical key is "1"); "01" is another."""
+    _, ray_trainer = verl_modules
+    scores, uids = [1, 0, 0.5, 1, 0, 1, 0, 1], ["a", "a", "b", "b", "c", "c", "d", "d"]
+    mixed = make_data(scores, [2] * 8, uids, [1, 1, 1.0, 1.0, "1", "1", "01", "01"])
+    as_strings = make_data(scores, [2] * 8, uids, ["1"] * 6 + ["01"] * 2)
+    metrics.drain()
+    adv = ray_trainer.compute_advantage(mixed, adv_estimator="g2rpo", config=OmegaConf.create({})).batch["advantages"]
+    assert metrics.drain()["g2rpo/num_tasks"] == 2
+    want = ray_trainer.compute_advantage(as_strings, adv_estimator="g2rpo",
+                                         config=OmegaConf.create({})).batch["advantages"]
+    assert torch.equal(adv, want)
+
+
+@pytest.mark.parametrize("bad, why", [
+    ([1, 2], r"\[1, 2\] \(list\).*a container holds several values"),
+    ({"t": 1}, r"\{'t': 1\} \(dict\).*unhashable"),
+    (True, r"True \(bool\).*true/false"),
+    (float("inf"), r"inf \(float\).*not an exact id"),
+])
+def test_unusable_task_label_names_field_sample_and_fix(verl_modules, bad, why):
+    _, ray_trainer = verl_modules
+    data = make_data([1, 0, 1, 0], [2] * 4, ["a", "a", "b", "b"], ["x", "x", "x", "x"],
+                     [{"task": "t"}, {"task": "t"}, {"task": bad}, {"task": bad}])
+    cfg = OmegaConf.create({"g2rpo": {"task_key": "extra_info.task"}})
+    with pytest.raises(ValueError, match=r"task_key='extra_info\.task': sample uid=b \(row 2, 2 rows in all\) has "
+                                         r"extra_info\.task=" + why + r".*Store one string or integer per sample"):
         ray_trainer.compute_advantage(data, adv_estimator="g2rpo", config=cfg)
 
 
@@ -188,3 +221,15 @@ def test_verl_native_forwarding_is_detected(verl_modules):
     wrapped(data, adv_estimator="g2rpo", config=OmegaConf.create({}))
     assert forwarding_verl.calls == 2  # the probe, then the real call went to verl's own function
     assert np.isfinite(data.batch["advantages"].numpy()).all()
+
+
+def test_rewards_at_the_float32_limit_rank_like_any_others(verl_modules):
+    _, ray_trainer = verl_modules
+    big = 3.4e38
+    scale = [1.0, 0.0, -1.0, 0.5, 1.0, -1.0]
+    huge = make_data([s * big for s in scale], [2] * 6, ["a", "a", "a", "b", "b", "b"], ["x"] * 6)
+    small = make_data(scale, [2] * 6, ["a", "a", "a", "b", "b", "b"], ["x"] * 6)
+    cfg = OmegaConf.create({"g2rpo": {"tie_tolerance": 1e-12}})
+    got = ray_trainer.compute_advantage(huge, adv_estimator="g2rpo", config=cfg).batch["advantages"]
+    want = ray_trainer.compute_advantage(small, adv_estimator="g2rpo", config=cfg).batch["advantages"]
+    assert torch.isfinite(got).all() and torch.equal(got, want)

@@ -31,12 +31,42 @@ __all__ = [
     "update_difficulty",
     "MIN_DIFFICULTY",
     "MAX_DIFFICULTY",
+    "DIFFICULTY_RANGE",
+    "MAX_DIFFICULTY_WEIGHT",
+    "MAX_REWARD_MAGNITUDE",
+    "MAX_TERM_WEIGHT",
+    "max_kappa",
+    "bad_difficulty",
 ]
 
 BATCH_NORM_MODES = ("response", "padded_tokens")
 RRB_MODES = ("paper", "code", "off")
 TRACKER_RULES = ("paper", "step_table")
 MIN_DIFFICULTY, MAX_DIFFICULTY = 1.0, 9.0
+# A row's recorded difficulty is its problem's tracked D (in [1, 9]) plus the δ of a variant aimed at an
+# integer target in [1, 9] from round(D): D + δ = target + (D − round(D)) lies in [0.5, 9.5].
+DIFFICULTY_RANGE = (MIN_DIFFICULTY - 0.5, MAX_DIFFICULTY + 0.5)
+# Largest |D − D̄| between rows of one problem (D̄ is a mean of in-range values): the width of that range.
+_MAX_DIFFICULTY_GAP = DIFFICULTY_RANGE[1] - DIFFICULTY_RANGE[0]
+# Bound on the difficulty weight exp(κ·|D − D̄|) (paper κ = 0.1: at most e^0.9 ≈ 2.5); kappa is capped so
+# that no legal difficulty gap exceeds it, keeping advantages finite and the weighting a re-weighting.
+MAX_DIFFICULTY_WEIGHT = 1e4
+# Rewards beyond this magnitude could overflow the float64 sums of squares (float32 rewards never reach it).
+MAX_REWARD_MAGNITUDE = 1e150
+# local_weight / global_weight multiply unit-scale terms (the step size, like the learning rate): bounded so
+# that advantages stay far inside float32 (paper: 1.0 / 1.0)
+MAX_TERM_WEIGHT = 1e3
+
+
+def max_kappa() -> float:
+    """Largest κ whose weight exp(κ·|D − D̄|) stays within MAX_DIFFICULTY_WEIGHT over legal difficulties."""
+    return math.log(MAX_DIFFICULTY_WEIGHT) / _MAX_DIFFICULTY_GAP
+
+
+def bad_difficulty(difficulty: torch.Tensor) -> torch.Tensor:
+    """[N] bool: a difficulty that is non-finite or outside DIFFICULTY_RANGE (NaN included)."""
+    lo, hi = DIFFICULTY_RANGE
+    return ~((difficulty >= lo) & (difficulty <= hi))
 
 
 @dataclass(frozen=True)
@@ -49,6 +79,7 @@ class DivaResult:
     local_scale: torch.Tensor  # [N] RRB factor applied to the local term
     global_scale: torch.Tensor  # [N] RRB factor applied to the global term
     difficulty_weight: torch.Tensor  # [N] exp(κ·ΔD·sign) applied to the global term
+    rrb_clamped: torch.Tensor  # [N] bool, the row's local or global reward spread exceeds reward_range (paper RRB)
 
 
 def _group_z(r: torch.Tensor, group: torch.Tensor, num: int, epsilon: float):
@@ -73,8 +104,8 @@ def _batch_normalise(
     ``response`` (paper): statistics over the responses, population std (with equal-size groups the mean
     is exactly 0 and this divides by the batch RMS). ``padded_tokens`` (released code): statistics over
     every entry of the [B, T] tensor A·mask, padding zeros included, i.e. length-weighted and diluted by
-    the zeros; computed from per-row lengths without touching [B, T] (``width`` = T, the tensor's width:
-    verl pads to the batch's response width as the released code pads to max_response_length).
+    the zeros; computed from per-row lengths without touching [B, T] (``width`` = T, the padded width: the
+    released code pads every response to max_response_length, verl to the batch's longest response).
     """
     out = torch.zeros_like(values)
     if not bool(member.any()):
@@ -94,15 +125,44 @@ def _batch_normalise(
     return out
 
 
-def _rrb_scale(r: torch.Tensor, group: torch.Tensor, num: int, mode: str, reward_range: float) -> torch.Tensor:
-    """Reward-range rescaling factor per row. paper: (max r − min r) / R_max over the group;
+def _rrb_scale(
+    r: torch.Tensor, group: torch.Tensor, num: int, mode: str, reward_range: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(factor, clamped) per row. paper: (max r − min r) / R_max over the group, at most 1 (R_max is the
+    widest spread a group can have: a wider one means reward_range is set too small, and is flagged);
     code: 0.1 when every reward of the group is below 0.15, else 1; off: 1."""
+    no = torch.zeros_like(r, dtype=torch.bool)
     if mode == "off":
-        return torch.ones_like(r)
+        return torch.ones_like(r), no
     lo, hi = segment_min_max(r, group, num)
     if mode == "paper":
-        return ((hi - lo) / reward_range)[group]
-    return torch.where(hi[group] < 0.15, torch.full_like(r, 0.1), torch.ones_like(r))
+        ratio = ((hi - lo) / reward_range)[group]
+        return ratio.clamp(max=1.0), ratio > 1.0 + 1e-9
+    return torch.where(hi[group] < 0.15, torch.full_like(r, 0.1), torch.ones_like(r)), no
+
+
+def _check_inputs(r: torch.Tensor, d: torch.Tensor, rows: torch.Tensor, kappa: float, reward_range: float,
+                  padded_width: int | None, lengths: torch.Tensor) -> None:
+    """Every input that would make a non-finite advantage fails here, naming the row (the verl adapter
+    checks the same first and names the sample's uid and field)."""
+    if not (0 <= kappa <= max_kappa()):
+        raise ValueError(f"kappa={kappa!r} must be in [0, {max_kappa():.4g}]: beyond it the difficulty weight "
+                         f"exp(kappa*|D - mean D|) exceeds {MAX_DIFFICULTY_WEIGHT:g} (paper: 0.1)")
+    if not (math.isfinite(reward_range) and reward_range > 0):
+        raise ValueError(f"reward_range={reward_range!r} must be a finite number > 0")
+    big = ~(r.abs() <= MAX_REWARD_MAGNITUDE)
+    if bool(big.any()):
+        row = int(rows[big.nonzero()[0, 0]])
+        raise FloatingPointError(f"reward of row {row} is {r[big][0].item()!r}: non-finite or beyond "
+                                 f"{MAX_REWARD_MAGNITUDE:g}, where its statistics overflow; rescale the rewards")
+    bad = bad_difficulty(d)
+    if bool(bad.any()):
+        row = int(rows[bad.nonzero()[0, 0]])
+        raise ValueError(f"difficulty of row {row} is {d[bad][0].item()!r}, outside DIVA's range "
+                         f"[{DIFFICULTY_RANGE[0]}, {DIFFICULTY_RANGE[1]}] (tracked D in [1, 9] plus a variant's δ)")
+    if padded_width is not None and lengths.numel() and padded_width < int(lengths.max()):
+        raise ValueError(f"padded_width={padded_width} is narrower than the longest response "
+                         f"({int(lengths.max())} tokens)")
 
 
 def diva_scores(
@@ -130,10 +190,16 @@ def diva_scores(
         difficulty: [N] the prompt row's difficulty D (tracked difficulty of the problem + the variant's δ).
         valid: [N] bool; padding rows take part in nothing and get 0.
         lengths: [N] response lengths in tokens (only the ``padded_tokens`` batch normalisation uses them).
-        padded_width: T of the padded [N, T] token tensor (``padded_tokens``); default the longest length.
+        padded_width: T of the padded [N, T] token tensor (``padded_tokens``); default the longest length;
+            at least the longest length.
         batch_norm: ``response`` (paper, default) or ``padded_tokens`` (released code).
         rrb: ``paper`` | ``code`` | ``off``; reward_range is R_max of the paper's form.
-        kappa: difficulty-weighting strength κ.
+        kappa: difficulty-weighting strength κ, in [0, max_kappa()].
+        difficulty: each in DIFFICULTY_RANGE.
+
+    Raises ValueError / FloatingPointError for every input that would make an advantage non-finite:
+    non-finite or huge rewards, difficulties off DIVA's scale, κ beyond its bound, R_max <= 0. With those
+    excluded every term is bounded (z-scores by √N, weights by MAX_DIFFICULTY_WEIGHT, RRB factors by 1).
     """
     if batch_norm not in BATCH_NORM_MODES:
         raise ValueError(f"unknown DIVA batch normalisation {batch_norm!r}; expected one of {BATCH_NORM_MODES}")
@@ -145,6 +211,8 @@ def diva_scores(
     local_group, num_local = compact_ids(uid_ids[rows])
     global_group, num_global = compact_ids(problem_ids[rows])
     row_lengths = lengths[rows]
+    d = difficulty[rows].to(r.dtype)
+    _check_inputs(r, d, rows, kappa, reward_range, padded_width, row_lengths)
 
     z_local, single_local = _group_z(r, local_group, num_local, epsilon)
     z_global, single_global = _group_z(r, global_group, num_global, epsilon)
@@ -153,16 +221,20 @@ def diva_scores(
     local = _batch_normalise(z_local, row_lengths, ~single_local, batch_norm, epsilon, width)
     global_ = _batch_normalise(z_global, row_lengths, ~single_global, batch_norm, epsilon, width)
 
-    d = difficulty[rows].to(r.dtype)
     mean_difficulty = segment_mean(d, global_group, num_global)
     weight = torch.exp(kappa * (d - mean_difficulty[global_group]) * torch.sign(global_))
     global_ = weight * global_
 
-    local_scale = _rrb_scale(r, local_group, num_local, rrb, reward_range)
-    global_scale = _rrb_scale(r, global_group, num_global, rrb, reward_range)
+    local_scale, local_clamped = _rrb_scale(r, local_group, num_local, rrb, reward_range)
+    global_scale, global_clamped = _rrb_scale(r, global_group, num_global, rrb, reward_range)
     local = local * local_scale
     global_ = global_ * global_scale
     advantage = local_weight * local + global_weight * global_
+    limit = torch.finfo(rewards.dtype).max if rewards.is_floating_point() else torch.finfo(torch.float32).max
+    if not bool((advantage.abs() <= limit).all()):  # only the term weights are left unbounded
+        raise FloatingPointError(
+            f"local_weight={local_weight!r} / global_weight={global_weight!r} push advantages beyond "
+            f"{rewards.dtype}'s range ({advantage.abs().max().item():.3g}); use weights of order 1 (paper: 1.0 / 1.0)")
 
     def full(values: torch.Tensor, fill) -> torch.Tensor:
         dtype = rewards.dtype if values.is_floating_point() else values.dtype
@@ -179,6 +251,7 @@ def diva_scores(
         local_scale=full(local_scale, 0),
         global_scale=full(global_scale, 0),
         difficulty_weight=full(weight, 0),
+        rrb_clamped=full(local_clamped | global_clamped, False),
     )
 
 

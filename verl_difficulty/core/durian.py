@@ -7,8 +7,8 @@ No public code exists, so this is the reference implementation; every choice bey
 GRPO divides by the std of one prompt's G rewards, which is tiny for extreme groups (1 or 7 of 8
 correct) and blows their advantages up. Durian keeps each prompt's MEAN but takes the STD from every
 rollout of every prompt of similar difficulty: prompts are bucketed by perceptual complexity (the
-image's visual entropy: 3 buckets at the 25th / 75th percentiles) and, independently, by reasoning
-uncertainty (model confidence: b equal-frequency buckets), and the three advantages are mixed:
+image's visual entropy: 3 buckets, H <= τ.25 / between / H >= τ.75, the paper's Eq. 10) and, independently,
+by reasoning uncertainty (model confidence: b equal-frequency buckets), and the three advantages are mixed:
 
     A = α_ori·(r − μ_s)/(σ_s + ε) + α_perc·(r − μ_s)/(σ_perc(s) + ε) + α_reas·(r − μ_s)/(σ_reas(s) + ε)
 
@@ -17,6 +17,7 @@ Pure functions over flat [N] vectors (one entry per response) and [S] vectors (o
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -32,13 +33,22 @@ from verl_difficulty.core.groups import (
 )
 
 __all__ = [
+    "PERCEPTUAL_BUCKET_RULES",
     "DurianResult",
+    "closed_buckets",
+    "closed_quantile_buckets",
     "durian_scores",
     "midrank_fraction",
     "pooled_bucket_stats",
     "rank_buckets",
     "threshold_buckets",
 ]
+
+
+# closed_quantile: the paper's Eq. 10, closed outer buckets at the q-quantiles of H (6 prompts -> 2:2:2).
+# half_open_rank: bucket by the prompt's midrank fraction in [0, q1), [q1, q2), [q2, 1) (6 prompts -> 1:3:2);
+# with fixed thresholds, [t1, t2) is the middle bucket.
+PERCEPTUAL_BUCKET_RULES = ("closed_quantile", "half_open_rank")
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,8 @@ class DurianResult:
     perceptual_reward_mean: torch.Tensor  # [num perceptual buckets] mean pooled reward
     reasoning_reward_mean: torch.Tensor
     zero_variance: torch.Tensor  # [N] bool, row belongs to a group whose rewards are all equal (or 1 response)
+    perceptual_cuts: torch.Tensor  # [2] float64 visual-entropy cut points used (NaN: no prompt ranked, or cuts
+    # made on rank fractions, half_open_rank without thresholds)
 
 
 def midrank_fraction(values: torch.Tensor) -> torch.Tensor:
@@ -91,6 +103,40 @@ def threshold_buckets(values: torch.Tensor, thresholds: tuple[float, ...]) -> to
     return torch.bucketize(values, cuts, right=True)
 
 
+def closed_buckets(values: torch.Tensor, low: torch.Tensor | float, high: torch.Tensor | float) -> torch.Tensor:
+    """Eq. 10's three buckets: 0 where value <= low, 2 where value >= high, 1 otherwise. A value in both
+    outer buckets (only possible when low == high == value, i.e. ties fill both quantiles) goes to the
+    middle: it is at once the 25th and the 75th percentile, and the rule stays symmetric under H -> -H."""
+    is_low, is_high = values <= low, values >= high
+    middle = torch.ones_like(values, dtype=torch.long)
+    return torch.where(is_low & ~is_high, 0, torch.where(is_high & ~is_low, 2, middle))
+
+
+def _snap_position(position: float) -> float:
+    # q·(n−1) in floating point: 0.3·10 = 3.0000000000000004 must count as the order statistic 3
+    nearest = round(position)
+    return float(nearest) if abs(position - nearest) < 1e-9 else position
+
+
+def closed_quantile_buckets(values: torch.Tensor, quantiles: tuple[float, float]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The paper's Eq. 10 over a batch: τ_q is the q-quantile of ``values`` (linear interpolation between
+    order statistics, numpy's and torch's default), low = {H <= τ_q1}, high = {H >= τ_q2}.
+
+    Among the data themselves, H <= τ_q1 holds exactly for H <= x_(floor(q1·(n−1))) and H >= τ_q2 for
+    H >= x_(ceil(q2·(n−1))) (x sorted): no value lies strictly between neighbouring order statistics, so
+    comparing with those order statistics gives the exact-arithmetic answer, free of interpolation rounding.
+    Returns (bucket [n] int64, the interpolated cut points τ [2] float64 for metrics).
+    """
+    n = values.numel()
+    if n == 0:
+        return torch.zeros(0, dtype=torch.long, device=values.device), torch.full((2,), math.nan, dtype=torch.float64)
+    ordered = torch.sort(values.to(torch.float64)).values
+    low_pos, high_pos = (_snap_position(q * (n - 1)) for q in quantiles)
+    low, high = ordered[math.floor(low_pos)], ordered[math.ceil(high_pos)]
+    cuts = torch.quantile(ordered, torch.tensor(quantiles, dtype=torch.float64, device=values.device))
+    return closed_buckets(values.to(torch.float64), low, high), cuts.cpu()
+
+
 def equal_frequency_edges(num_buckets: int) -> tuple[float, ...]:
     return tuple(k / num_buckets for k in range(1, num_buckets))
 
@@ -105,6 +151,7 @@ def durian_scores(
     num_reasoning_buckets: int = 12,
     perceptual_quantiles: tuple[float, float] = (0.25, 0.75),
     perceptual_thresholds: tuple[float, ...] | None = None,
+    perceptual_bucket_rule: str = "closed_quantile",
     include_zero_variance_groups: bool = False,
     min_bucket_size: int = 2,
     epsilon: float = 1e-6,
@@ -121,17 +168,25 @@ def durian_scores(
             reasoning signal L is the mean over its valid responses.
         alphas: (α_ori, α_perc, α_reas).
         num_reasoning_buckets: b, equal-frequency buckets by rank of L over the batch's prompts.
-        perceptual_quantiles: the inner cut points of the 3 perceptual buckets, as rank fractions.
-        perceptual_thresholds: fixed thresholds on H (e.g. dataset quantiles) instead of batch ranks.
+        perceptual_quantiles: the quantile levels (q1, q2) of the 3 perceptual buckets over the batch's prompts.
+        perceptual_thresholds: fixed thresholds (t1, t2) on H (e.g. dataset quantiles) instead of batch quantiles.
+        perceptual_bucket_rule: ``closed_quantile`` (Eq. 10: H <= τ1 low, H >= τ2 high; with thresholds
+            H <= t1, H >= t2) or ``half_open_rank`` (midrank fraction in [0, q1), [q1, q2), [q2, 1); with
+            thresholds [t1, t2) is the middle). See :data:`PERCEPTUAL_BUCKET_RULES`.
         include_zero_variance_groups: choice: by default a group whose rewards are all equal (its
             advantage is 0 anyway) is left out of the bucket populations and of the ranking.
         min_bucket_size: a bucket pooling fewer rewards than this, or with std 0, falls back to the
             group's own std for its members.
     """
+    if perceptual_bucket_rule not in PERCEPTUAL_BUCKET_RULES:
+        raise ValueError(f"unknown perceptual_bucket_rule {perceptual_bucket_rule!r}; "
+                         f"expected one of {PERCEPTUAL_BUCKET_RULES}")
+    cut_points = perceptual_thresholds if perceptual_thresholds is not None else perceptual_quantiles
+    if len(cut_points) != 2:
+        raise ValueError(f"Durian has 3 perceptual buckets: give 2 cut points, not {tuple(cut_points)}")
     n = rewards.numel()
     device = rewards.device
-    num_perceptual = (len(perceptual_thresholds) if perceptual_thresholds is not None
-                      else len(perceptual_quantiles)) + 1
+    num_perceptual = 3
     all_valid = bool(valid.all())
     rows = None if all_valid else valid.nonzero().squeeze(-1)
 
@@ -162,12 +217,9 @@ def durian_scores(
     # bucket of every prompt (-1 = none), by rank among eligible prompts (perceptual: those with an image)
     perceptual_prompt = torch.full((num_groups,), -1, dtype=torch.long, device=device)
     ranked = (eligible & torch.isfinite(prompt_entropy)).nonzero().squeeze(-1)
-    if ranked.numel():
-        perceptual_prompt[ranked] = (
-            threshold_buckets(prompt_entropy[ranked], tuple(perceptual_thresholds))
-            if perceptual_thresholds is not None
-            else rank_buckets(prompt_entropy[ranked], tuple(perceptual_quantiles))
-        )
+    buckets, cuts = _perceptual_buckets(prompt_entropy[ranked], perceptual_quantiles, perceptual_thresholds,
+                                        perceptual_bucket_rule)
+    perceptual_prompt[ranked] = buckets
     reasoning_prompt = torch.full((num_groups,), -1, dtype=torch.long, device=device)
     ranked = eligible.nonzero().squeeze(-1)
     if ranked.numel():
@@ -188,9 +240,11 @@ def durian_scores(
     grpo_scale = 1.0 / (own_std + epsilon)
     # one coefficient per prompt, one gather per response: A = (r - μ_s) · Σ_k α_k / (σ_k(s) + ε)
     scale = alpha_ori * grpo_scale + alpha_perc / (perc_den + epsilon) + alpha_reas / (reas_den + epsilon)
-    # exactly 0 for single-response and zero-variance groups, whatever the rounding
-    centred = torch.where(zero_variance_prompt[group], torch.zeros_like(r), r - mean[group])
-    advantage = centred * scale[group]
+    # exactly 0 for single-response and zero-variance groups, whatever the rounding (where, not a product:
+    # their scale may be 1/ε)
+    degenerate_row = zero_variance_prompt[group]
+    centred = torch.where(degenerate_row, torch.zeros_like(r), r - mean[group])
+    advantage = torch.where(degenerate_row, torch.zeros_like(r), centred * scale[group])
 
     def full(values: torch.Tensor, fill) -> torch.Tensor:
         if values.is_floating_point():
@@ -204,7 +258,7 @@ def durian_scores(
     real = ~zero_variance_prompt
     return DurianResult(
         advantages=full(advantage, 0),
-        grpo=full(centred * grpo_scale[group], 0),
+        grpo=full(torch.where(degenerate_row, torch.zeros_like(r), centred * grpo_scale[group]), 0),
         perceptual_bucket=full(perceptual_prompt[group], -1),
         reasoning_bucket=full(reasoning_prompt[group], -1),
         perceptual_fallback=full((real & ~perc_pooled)[group], False),
@@ -216,7 +270,20 @@ def durian_scores(
         perceptual_reward_mean=perc_mean,
         reasoning_reward_mean=reas_mean,
         zero_variance=full(zero_variance_prompt[group], False),
+        perceptual_cuts=cuts,
     )
+
+
+def _perceptual_buckets(entropy: torch.Tensor, quantiles, thresholds, rule: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(bucket of each prompt with an image, cut points on H used: [2] float64, NaN where not on H)."""
+    if thresholds is not None:
+        cuts = torch.tensor(tuple(thresholds), dtype=torch.float64)
+        if rule == "closed_quantile":
+            return closed_buckets(entropy, cuts[0].item(), cuts[1].item()), cuts
+        return threshold_buckets(entropy, tuple(thresholds)), cuts
+    if rule == "closed_quantile":
+        return closed_quantile_buckets(entropy, tuple(quantiles))
+    return rank_buckets(entropy, tuple(quantiles)), torch.full((2,), math.nan, dtype=torch.float64)
 
 
 def pooled_bucket_stats(

@@ -42,10 +42,12 @@ def snap_to_tolerance(rewards: torch.Tensor, tolerance: float) -> torch.Tensor:
 
     ``tolerance == 0`` keeps exact equality (the paper's and the authors' behaviour). Snapping to a
     grid, rather than comparing neighbours, keeps "tied" transitive and the result order-independent.
+    In float64: reward / tolerance must not overflow (in float32, 0.5 / 1e-40 is inf and every reward would tie).
     """
     if tolerance == 0:
         return rewards
-    return torch.round(rewards / tolerance) * tolerance
+    wide = rewards.to(torch.float64)
+    return torch.round(wide / tolerance) * tolerance
 
 
 def g2rpo_scores(
@@ -70,9 +72,9 @@ def g2rpo_scores(
             task, with no per-prompt baseline.
         include_degenerate_groups: groups whose valid rewards are all equal, or that hold a single
             valid response, carry no within-prompt signal. False: they get 0 and stay out of the
-            task-level map. True: they are ranked with the others (the authors' code in two_stage, where
-            they then receive a non-zero stage-2 value; Eq. 5 literally in single_stage). None (default):
-            False for two_stage, True for single_stage.
+            task-level map. True: they are ranked with the others (as the authors' code does in two_stage,
+            up to its float32 tie noise, where they then receive a non-zero stage-2 value; Eq. 5 literally
+            in single_stage). None (default): False for two_stage, True for single_stage.
         tie_tolerance: rewards are snapped to multiples of this before ranking (0 = exact ties).
 
     Returns:
@@ -106,7 +108,8 @@ def g2rpo_scores(
     ranked_rows = rows[ranked_local]
     if ranked_rows.numel():
         ranked_task, num_tasks = compact_ids(task[ranked_local])
-        advantages[ranked_rows] = segment_normal_scores(stage_one[ranked_local], ranked_task, num_tasks)
+        advantages[ranked_rows] = segment_normal_scores(stage_one[ranked_local], ranked_task, num_tasks).to(
+            advantages.dtype)
     ranked = torch.zeros_like(degenerate)
     ranked[ranked_rows] = True
     return G2RPOResult(advantages, degenerate, ranked)

@@ -16,6 +16,9 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 
+from verl_difficulty.core.diva import MAX_DIFFICULTY as MAX_TRACKED
+from verl_difficulty.core.diva import MIN_DIFFICULTY as MIN_TRACKED
+
 __all__ = ["DifficultySnapshot", "write_snapshot", "read_snapshot", "SnapshotReader", "DEFAULT_DIFFICULTY"]
 
 DEFAULT_DIFFICULTY = 5.0  # every problem starts in the middle of [1, 9]
@@ -55,11 +58,22 @@ def read_snapshot(path: str) -> DifficultySnapshot:
     if not os.path.exists(path):
         return DifficultySnapshot()
     with open(path) as handle:
-        payload = json.load(handle)
-    if payload.get("version") != VERSION or not isinstance(payload.get("difficulty"), dict):
+        try:
+            payload = json.load(handle)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path} is not a verl-difficulty DIVA tracker snapshot (not JSON: {error})") from None
+    if not isinstance(payload, dict) or payload.get("version") != VERSION \
+            or not isinstance(payload.get("difficulty"), dict):
         raise ValueError(f"{path} is not a verl-difficulty DIVA tracker snapshot (version {VERSION})")
+    difficulty = {str(k): v for k, v in payload["difficulty"].items()}
+    # every tracked value comes out of a clamp to [1, 9]: anything else is a damaged or hand-edited file
+    bad = [(k, v) for k, v in difficulty.items() if isinstance(v, bool) or not isinstance(v, (int, float))
+           or not MIN_TRACKED <= v <= MAX_TRACKED]
+    if bad:
+        raise ValueError(f"{path}: problem {bad[0][0]!r} has difficulty {bad[0][1]!r} ({len(bad)} in all), outside "
+                         f"the tracker's range [{MIN_TRACKED:g}, {MAX_TRACKED:g}]; fix or delete the file")
     return DifficultySnapshot(
-        difficulty={str(k): float(v) for k, v in payload["difficulty"].items()},
+        difficulty={k: float(v) for k, v in difficulty.items()},
         step=int(payload.get("step", 0)),
         rule=str(payload.get("rule", "paper")),
     )

@@ -12,6 +12,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from verl_difficulty.core.durian import PERCEPTUAL_BUCKET_RULES
 from verl_difficulty.core.g2rpo import MODES
 
 __all__ = ["ConfigError", "DivaConfig", "DurianConfig", "G2RPOConfig", "section"]
@@ -51,9 +52,16 @@ def _build(cls, name: str, values: Mapping[str, Any]):
     return cls(**values)
 
 
+TIE_TOLERANCE_MIN, TIE_TOLERANCE_MAX = 1e-12, 0.5
+DURIAN_ALPHA_SUM_MAX = 100.0
+DURIAN_MAX_REASONING_BUCKETS = 256
+DURIAN_EPSILON_RANGE = (1e-12, 0.1)
+
+
 @dataclasses.dataclass(frozen=True)
 class G2RPOConfig:
-    """``algorithm.g2rpo.*``. Every default reproduces the authors' estimator except where noted."""
+    """``algorithm.g2rpo.*``. Defaults follow the authors' estimator except where noted (agreement and its
+    limits, float32 tie noise included: docs/g2rpo.md)."""
 
     # two_stage: OT within each (task, prompt group), then OT within each task (the authors' code).
     # single_stage: OT of raw rewards within each task, no per-prompt baseline (the paper's Eq. 5).
@@ -64,7 +72,8 @@ class G2RPOConfig:
     task_key: str = "data_source"
     # Zero-variance and single-response groups. null (default): two_stage leaves them out of the task-level
     # map with advantage 0 (ours: the authors' code ranks them and gives them non-zero values, which
-    # `true` reproduces); single_stage ranks them (Eq. 5 literally). true / false force either policy.
+    # `true` reproduces up to the authors' float32 tie noise); single_stage ranks them (Eq. 5 literally).
+    # true / false force either policy.
     include_degenerate_groups: bool | None = None
     # Rewards are snapped to multiples of this before ranking, so that 0.3 and 0.30000001 tie.
     # 0 = exact equality (paper and authors' code).
@@ -92,6 +101,17 @@ class G2RPOConfig:
             raise ConfigError(
                 f"algorithm.g2rpo.tie_tolerance={tolerance!r} must be a finite number >= 0 "
                 f"(0 = exact ties; e.g. algorithm.g2rpo.tie_tolerance=1e-6)"
+            )
+        # by effect: below MIN a tolerance ties nothing a float32 reward can tell apart, while reward/tolerance
+        # heads for overflow; above MAX it ties whole groups of [0, 1] rewards and their advantages become 0
+        if tolerance != 0 and not TIE_TOLERANCE_MIN <= tolerance <= TIE_TOLERANCE_MAX:
+            raise ConfigError(
+                f"algorithm.g2rpo.tie_tolerance={tolerance!r} is outside "
+                f"[{TIE_TOLERANCE_MIN:g}, {TIE_TOLERANCE_MAX:g}]: "
+                + ("so small it ties nothing (float32 rewards differ by more) and reward/tolerance can overflow"
+                   if tolerance < TIE_TOLERANCE_MIN else
+                   "so large it snaps different rewards of a group together and sets their advantages to 0")
+                + "; use 0 for exact ties or e.g. algorithm.g2rpo.tie_tolerance=1e-6"
             )
 
     @classmethod
@@ -122,10 +142,15 @@ class DurianConfig:
     alpha_reas: float = 0.7
     # b equal-frequency buckets by rank of the prompts' confidence; 12 was best in the paper's sweep (4..48).
     num_reasoning_buckets: int = 12
-    # inner cut points of the 3 perceptual buckets as rank fractions over the batch's prompts (25th/75th pct)
+    # quantile levels of the 3 perceptual buckets over the batch's prompts (25th / 75th percentile)
     perceptual_quantiles: tuple = (0.25, 0.75)
-    # fixed thresholds on visual entropy (e.g. dataset quantiles) instead of batch ranks; null = batch ranks
+    # fixed thresholds on visual entropy (e.g. dataset quantiles, `python -m verl_difficulty.data.entropy_quantiles`)
+    # instead of batch quantiles; null = batch quantiles
     perceptual_thresholds: tuple | None = None
+    # closed_quantile: the paper's Eq. 10, H <= tau_q1 low, H >= tau_q2 high (6 prompts -> 2:2:2).
+    # half_open_rank (ours): midrank fraction in [0, q1), [q1, q2), [q2, 1) (6 prompts -> 1:3:2);
+    # with thresholds [t1, t2) is the middle bucket.
+    perceptual_bucket_rule: str = "closed_quantile"
     # a response's confidence: "mean" (per-token mean log-prob; the paper's text) or "sum" (its Eq. 14)
     confidence: str = "mean"
     # where the prompt's visual entropy is read (written by `python -m verl_difficulty.visual_entropy`)
@@ -145,14 +170,25 @@ class DurianConfig:
             if not _finite_number(value) or value < 0:
                 raise ConfigError(
                     f"algorithm.durian.{key}={value!r} must be a finite number >= 0 (paper: 0.1 / 0.2 / 0.7)")
-        if self.alpha_ori + self.alpha_perc + self.alpha_reas <= 0:
+        alpha_sum = self.alpha_ori + self.alpha_perc + self.alpha_reas
+        if alpha_sum <= 0:
             raise ConfigError(
                 "algorithm.durian.alpha_ori + alpha_perc + alpha_reas must be > 0 (paper: 0.1 / 0.2 / 0.7)")
-        if isinstance(self.num_reasoning_buckets, bool) or not isinstance(self.num_reasoning_buckets, int) \
-                or self.num_reasoning_buckets < 1:
+        # by effect: each normalised term is at most ~2·sqrt(responses) in size, so the advantage scales with the
+        # alphas' sum; a large sum only multiplies the learning rate, and at extremes overflows to inf
+        if alpha_sum > DURIAN_ALPHA_SUM_MAX:
             raise ConfigError(
-                f"algorithm.durian.num_reasoning_buckets={self.num_reasoning_buckets!r} must be an integer >= 1 "
-                "(paper: 12)")
+                f"algorithm.durian.alpha_ori + alpha_perc + alpha_reas = {alpha_sum:g} exceeds "
+                f"{DURIAN_ALPHA_SUM_MAX:g}: the alphas mix three normalised terms (paper: they sum to 1) and their sum "
+                "only rescales every advantage. Use weights summing to about 1 and set the step size with the actor's "
+                "learning rate.")
+        buckets = self.num_reasoning_buckets
+        if isinstance(buckets, bool) or not isinstance(buckets, int) \
+                or not 1 <= buckets <= DURIAN_MAX_REASONING_BUCKETS:
+            raise ConfigError(
+                f"algorithm.durian.num_reasoning_buckets={buckets!r} must be an integer in "
+                f"[1, {DURIAN_MAX_REASONING_BUCKETS}] (paper: 12, swept 4..48; more buckets than a step has prompts "
+                "leave most of them empty)")
         quantiles = self.perceptual_quantiles
         if len(quantiles) != 2 or not all(_finite_number(q) and 0 < q < 1 for q in quantiles) \
                 or not quantiles[0] < quantiles[1]:
@@ -165,6 +201,10 @@ class DurianConfig:
             raise ConfigError(
                 f"algorithm.durian.perceptual_thresholds={list(thresholds)!r} must be two increasing numbers "
                 "(visual-entropy cut points), or null for batch quantiles")
+        if self.perceptual_bucket_rule not in PERCEPTUAL_BUCKET_RULES:
+            raise ConfigError(
+                f"algorithm.durian.perceptual_bucket_rule={self.perceptual_bucket_rule!r} must be one of "
+                f"{', '.join(PERCEPTUAL_BUCKET_RULES)} (default closed_quantile, the paper's Eq. 10)")
         if self.confidence not in ("mean", "sum"):
             raise ConfigError(f"algorithm.durian.confidence={self.confidence!r} must be mean (default) or sum")
         if not isinstance(self.entropy_key, str) or not self.entropy_key:
@@ -176,8 +216,12 @@ class DurianConfig:
         if isinstance(size, bool) or not isinstance(size, int) or size < 2:
             raise ConfigError(f"algorithm.durian.min_bucket_size={self.min_bucket_size!r} must be an integer >= 2 "
                               "(a std needs two rewards)")
-        if not _finite_number(self.epsilon) or self.epsilon <= 0:
-            raise ConfigError(f"algorithm.durian.epsilon={self.epsilon!r} must be a finite number > 0 (default 1e-6)")
+        low, high = DURIAN_EPSILON_RANGE
+        # by effect: ε only guards the division; one as large as a reward std flattens every advantage toward 0
+        if not _finite_number(self.epsilon) or not low <= self.epsilon <= high:
+            raise ConfigError(f"algorithm.durian.epsilon={self.epsilon!r} must be a number in [{low:g}, {high:g}]: it "
+                              "only keeps the division finite, and one near the rewards' std shrinks every advantage "
+                              "(default and paper 1e-6)")
 
     @property
     def alphas(self) -> tuple[float, float, float]:
@@ -192,14 +236,18 @@ class DurianConfig:
 class DivaConfig:
     """``algorithm.diva.*`` (DIVA-GRPO, arXiv 2603.01106). Modes are named after what they do."""
 
-    # A = local_weight * local term + global_weight * global term (paper: 1.0 / 1.0)
+    # A = local_weight * local term + global_weight * global term (paper: 1.0 / 1.0); each <= 1e3, sum > 0
     local_weight: float = 1.0
     global_weight: float = 1.0
-    # difficulty weighting of the global term: exp(kappa * (D_i - mean D of the problem) * sign(A))
+    # difficulty weighting of the global term: exp(kappa * (D_i - mean D of the problem) * sign(A)); at most
+    # ~1.02, where the weight over DIVA's difficulty scale reaches 1e4
     kappa: float = 0.1
     # batch normalisation of each term: "response" (paper: over responses) or "padded_tokens" (released
     # code: over the padded [batch, tokens] tensor, padding zeros included)
     batch_norm: str = "response"
+    # T of padded_tokens: "batch" (verl's tensor: the longest response in the batch), "max_response_length"
+    # (data.max_response_length: the released code pads every response to it) or a number of tokens
+    padded_width: Any = "batch"
     # reward-range rescaling of local and global groups: "paper" ((max r - min r) / reward_range),
     # "code" (x0.1 when every reward of the group is below 0.15), "off"
     rrb: str = "paper"
@@ -218,12 +266,47 @@ class DivaConfig:
     epsilon: float = 1e-6
 
     def __post_init__(self):
-        from verl_difficulty.core.diva import BATCH_NORM_MODES, RRB_MODES, TRACKER_RULES
+        from verl_difficulty.core.diva import (
+            BATCH_NORM_MODES,
+            MAX_DIFFICULTY,
+            MAX_DIFFICULTY_WEIGHT,
+            MAX_TERM_WEIGHT,
+            MIN_DIFFICULTY,
+            RRB_MODES,
+            TRACKER_RULES,
+            max_kappa,
+        )
 
         for key in ("local_weight", "global_weight", "kappa", "eta"):
             value = getattr(self, key)
             if not _finite_number(value) or value < 0:
                 raise ConfigError(f"algorithm.diva.{key}={value!r} must be a finite number >= 0")
+        if self.local_weight + self.global_weight <= 0:
+            raise ConfigError("algorithm.diva.local_weight + global_weight must be > 0: with both 0 every advantage "
+                              "is 0 and nothing is learned (paper: 1.0 / 1.0)")
+        for key in ("local_weight", "global_weight"):
+            # both terms are batch-normalised to unit scale: a weight multiplies the step like the learning rate
+            if getattr(self, key) > MAX_TERM_WEIGHT:
+                raise ConfigError(
+                    f"algorithm.diva.{key}={getattr(self, key)!r} scales its (unit-scale) term like a learning-rate "
+                    f"multiplier; keep it <= {MAX_TERM_WEIGHT:g} and scale the actor's learning rate instead "
+                    "(paper: 1.0 / 1.0)")
+        if self.kappa > max_kappa():
+            raise ConfigError(
+                f"algorithm.diva.kappa={self.kappa!r} weights the global term by up to exp(kappa*9)="
+                f"{math.exp(min(self.kappa * 9, 700)):.3g} between variants of one problem (difficulties span "
+                f"0.5..9.5); keep it within {MAX_DIFFICULTY_WEIGHT:g}: kappa <= {max_kappa():.4g} (paper: 0.1)")
+        span = MAX_DIFFICULTY - MIN_DIFFICULTY
+        if self.eta > 2 * span:  # a = 0 or 1 moves D by eta/2
+            raise ConfigError(
+                f"algorithm.diva.eta={self.eta!r} moves a difficulty by up to eta/2={self.eta / 2:g} per step, beyond "
+                f"the whole range 1..9; every eta >= {2 * span:g} already jumps end to end: use eta <= "
+                f"{2 * span:g} (paper: 4)")
+        width = self.padded_width
+        if width not in ("batch", "max_response_length") and (
+                isinstance(width, bool) or not isinstance(width, int) or width < 1):
+            raise ConfigError(f"algorithm.diva.padded_width={width!r} must be batch (default), max_response_length "
+                              "(the released code's width) or a positive number of tokens")
         choices = {"batch_norm": BATCH_NORM_MODES, "rrb": RRB_MODES, "tracker_rule": TRACKER_RULES,
                    "tracker_signal": ("accuracy", "reward")}
         for key, allowed in choices.items():

@@ -7,10 +7,17 @@ Flow across verl's processes (README, "DIVA-GRPO: how the tracker reaches the da
    atomically (``verl_difficulty.data.difficulty_store``).
 2. The dataset (``DivaDataset``, in the dataloader's worker processes) re-reads that file when it
    changes and picks each problem's variants from the tracked difficulty.
-3. ``_save_checkpoint`` (both trainers) also writes the snapshot into
-   ``global_step_N/verl_difficulty/diva_tracker.json``; ``_load_checkpoint`` restores it from the folder
-   it resumes from, so a resumed run continues from exactly the saved state (the live file may be ahead
-   of the checkpoint after a crash: the checkpoint wins).
+3. ``_save_checkpoint`` (both trainers) writes the snapshot into
+   ``global_step_N/verl_difficulty/diva_tracker.json`` BEFORE verl's body runs: verl's last act is to
+   write ``latest_checkpointed_iteration.txt``, which declares the checkpoint complete, so no crash can
+   leave a checkpoint marked complete without its tracker. ``_load_checkpoint`` restores the snapshot from
+   the folder it resumes from, so a resumed run continues from exactly the saved state (the live file may
+   be ahead of the checkpoint after a crash: the checkpoint wins). A checkpoint without a snapshot (saved
+   without the plugin, or by versions that wrote it after verl's marker) is resumed, with a warning, from
+   the live file when it holds exactly that step's state, else from the newest earlier checkpoint's
+   snapshot; a live file that is then replaced is kept as ``<live>.bak``.
+4. The same hook records what the estimator needs from the trainer's full config (it is handed only
+   ``algorithm``): the reward manager (see :class:`RunContext`) and ``data.max_response_length``.
 
 The snapshot path is ``algorithm.diva.tracker_path`` or ``<trainer.default_local_dir>/verl_difficulty/
 diva_tracker.json``; the driver exports it as ``VERL_DIFFICULTY_DIVA_TRACKER`` and hands it to a dataset
@@ -22,7 +29,10 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import re
+import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from itertools import repeat
 from typing import Any
 
@@ -39,7 +49,8 @@ from verl_difficulty.data.difficulty_store import (
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DifficultyTracker", "TRACKER", "ENV_TRACKER_PATH", "CHECKPOINT_FILE", "patch_trainer_checkpoints"]
+__all__ = ["DifficultyTracker", "TRACKER", "RUN", "RunContext", "ENV_TRACKER_PATH", "CHECKPOINT_FILE",
+           "patch_trainer_checkpoints", "record_run_context"]
 
 ENV_TRACKER_PATH = "VERL_DIFFICULTY_DIVA_TRACKER"
 CHECKPOINT_FILE = os.path.join("verl_difficulty", "diva_tracker.json")
@@ -62,15 +73,18 @@ class DifficultyTracker:
         self.step = snapshot.step
         self.rule = snapshot.rule
 
-    def use_file(self, path: str | None, restore_from: str | None = None) -> None:
+    def use_file(self, path: str | None, restore_from: str | None = None, step: int | None = None) -> None:
         """Make ``path`` the live snapshot, holding the state restored from ``restore_from`` (a checkpoint's
         snapshot) or, without one, a fresh tracker: like verl's model, a run that resumes from no checkpoint
-        starts from scratch, whatever a previous run left in the live file."""
+        starts from scratch, whatever a previous run left in the live file. ``step``: the training step
+        resumed at (the tracker counts one update per step from there)."""
         self.path = path
         if restore_from and os.path.exists(restore_from):
             self.load(read_snapshot(restore_from))
         else:
             self.load(DifficultySnapshot())
+        if step is not None:
+            self.step = step
         if path:
             write_snapshot(path, self.snapshot())
             os.environ[ENV_TRACKER_PATH] = path
@@ -109,6 +123,53 @@ class DifficultyTracker:
 TRACKER = DifficultyTracker()  # one per driver process
 
 
+# verl 0.9.1's own reward managers (verl/experimental/reward_loop/reward_manager): a scorer that returns a bare
+# number becomes both the reward and reward extra info ``acc`` (and no ``score`` key); a scorer that returns a
+# dict has all its keys copied, ``score`` included. Used when the registry cannot be asked.
+VERL_REWARD_MANAGERS = frozenset({"naive", "dapo", "gdpo", "rate_limited", "remote"})
+
+
+@dataclass
+class RunContext:
+    """What the estimator needs from the trainer's full config (verl hands it only ``algorithm``); recorded
+    by the checkpoint-loading hook when the trainer starts, None where no trainer started (direct calls)."""
+
+    reward_manager: str | None = None  # reward.reward_manager.name
+    verl_reward_manager: bool | None = None  # one of verl's own managers (see VERL_REWARD_MANAGERS)
+    max_response_length: int | None = None  # data.max_response_length
+
+
+RUN = RunContext()
+
+
+def _is_verl_manager(source: str, name: str) -> bool:
+    """Whether verl resolves (source, name) to a class shipped in verl itself."""
+    if source != "register":
+        return False  # importlib: the user's own class
+    try:
+        from verl.experimental.reward_loop.reward_manager import get_reward_manager_cls
+
+        return get_reward_manager_cls(name).__module__.startswith("verl.")
+    except Exception:  # noqa: BLE001 - an unknown name fails in verl itself, with its own message
+        return name in VERL_REWARD_MANAGERS
+
+
+def record_run_context(config: Any) -> RunContext:
+    """Fill :data:`RUN` from the trainer's full config. verl 0.9.1's main_ppo resolves the reward manager
+    from ``reward.reward_manager`` (the legacy ``reward_model.reward_manager`` is copied there by verl's
+    migration, which the fully-async entry point runs before the trainer exists)."""
+    def get(node: Any, key: str) -> Any:
+        return node.get(key) if node is not None and hasattr(node, "get") else None
+
+    manager = get(get(config, "reward"), "reward_manager")
+    name, source = get(manager, "name"), get(manager, "source") or "register"
+    RUN.reward_manager = str(name) if name is not None else None
+    RUN.verl_reward_manager = _is_verl_manager(str(source), str(name)) if name is not None else None
+    length = get(get(config, "data"), "max_response_length")
+    RUN.max_response_length = int(length) if isinstance(length, int) and not isinstance(length, bool) else None
+    return RUN
+
+
 def _uses_diva(trainer: Any) -> bool:
     algorithm = trainer.config.get("algorithm", {}) if hasattr(trainer.config, "get") else {}
     return str(algorithm.get("adv_estimator", "")) == "diva_grpo"
@@ -135,17 +196,67 @@ def _resumed_folder(trainer: Any) -> str | None:
     return os.path.abspath(folder)
 
 
+def _step_of(folder: str) -> int:
+    return int(folder.rstrip(os.sep).rsplit("global_step_", 1)[-1])
+
+
+def _earlier_snapshot(folder: str) -> str | None:
+    """The snapshot of the newest checkpoint before ``folder`` (a sibling global_step_M, M < N) that has one."""
+    root, step = os.path.dirname(folder.rstrip(os.sep)), _step_of(folder)
+    found = []
+    for name in os.listdir(root) if os.path.isdir(root) else ():
+        match = re.fullmatch(r"global_step_(\d+)", name)
+        if match and int(match.group(1)) < step and os.path.exists(os.path.join(root, name, CHECKPOINT_FILE)):
+            found.append((int(match.group(1)), os.path.join(root, name, CHECKPOINT_FILE)))
+    return max(found)[1] if found else None
+
+
+def _live_step(live: str) -> int | None:
+    try:
+        return read_snapshot(live).step if os.path.exists(live) else None
+    except ValueError as error:
+        logger.warning("verl-difficulty: ignoring the unreadable DIVA tracker file %s: %s", live, error)
+        return None
+
+
+def _restore_source(folder: str | None, live: str) -> str | None:
+    """The snapshot a resume from ``folder`` restores: the checkpoint's own; if it has none, the live file
+    when it holds exactly that step's state, else the newest earlier checkpoint's; None: start fresh. A live
+    file that is about to be replaced by another state is kept as ``<live>.bak``."""
+    if folder is None:
+        return None
+    saved = os.path.join(folder, CHECKPOINT_FILE)
+    if os.path.exists(saved):
+        return saved
+    step = _step_of(folder)
+    if _live_step(live) == step:
+        logger.warning("verl-difficulty: %s has no DIVA tracker snapshot; the live file %s holds the tracker "
+                       "after step %d, exactly that checkpoint's state: restored from it", folder, live, step)
+        return live
+    earlier = _earlier_snapshot(folder)
+    if os.path.exists(live):
+        shutil.copy2(live, live + ".bak")
+    if earlier is not None:
+        logger.warning("verl-difficulty: %s has no DIVA tracker snapshot (saved without verl-difficulty, or "
+                       "interrupted before it was written); restoring the tracker from the previous complete "
+                       "checkpoint %s instead (its difficulties are older than the model). The replaced live file "
+                       "is kept as %s.bak", folder, earlier, live)
+    else:
+        logger.warning("verl-difficulty: %s has no DIVA tracker snapshot and no earlier checkpoint has one; "
+                       "difficulties restart at 5 (was it saved without verl-difficulty installed?)", folder)
+    return earlier
+
+
 def wrap_load_checkpoint(method: Callable) -> Callable:
     @functools.wraps(method)
     def _load_checkpoint(self, *args, **kwargs):
         result = method(self, *args, **kwargs)
         if _uses_diva(self):
+            record_run_context(self.config)
             folder = _resumed_folder(self)
-            saved = os.path.join(folder, CHECKPOINT_FILE) if folder else None
-            if folder and not os.path.exists(saved):
-                logger.warning("verl-difficulty: %s has no DIVA tracker snapshot; difficulties restart at 5 "
-                               "(was it saved without verl-difficulty installed?)", folder)
-            TRACKER.use_file(_live_path(self), restore_from=saved)
+            live = _live_path(self)
+            TRACKER.use_file(live, restore_from=_restore_source(folder, live),
+                             step=_step_of(folder) if folder else None)
             dataset = getattr(self, "train_dataset", None)
             if dataset is not None and hasattr(dataset, "tracker_path"):
                 dataset.tracker_path = TRACKER.path
@@ -160,11 +271,11 @@ def wrap_load_checkpoint(method: Callable) -> Callable:
 def wrap_save_checkpoint(method: Callable) -> Callable:
     @functools.wraps(method)
     def _save_checkpoint(self, *args, **kwargs):
-        result = method(self, *args, **kwargs)
         if _uses_diva(self):
+            # before verl's body, whose last act (latest_checkpointed_iteration.txt) marks the checkpoint complete
             folder = os.path.join(self.config.trainer.default_local_dir, f"global_step_{self.global_steps}")
             TRACKER.save_to_checkpoint(folder)
-        return result
+        return method(self, *args, **kwargs)
 
     _save_checkpoint.__verl_difficulty_wrapped__ = method
     return _save_checkpoint

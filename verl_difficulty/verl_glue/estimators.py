@@ -11,19 +11,20 @@ estimator pays only for what it reads.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 
-from verl_difficulty.core.diva import diva_scores
+from verl_difficulty.core.diva import DIFFICULTY_RANGE, MAX_REWARD_MAGNITUDE, diva_scores
 from verl_difficulty.core.durian import durian_scores
 from verl_difficulty.core.g2rpo import g2rpo_scores
 from verl_difficulty.core.groups import factorize, first_index, segment_mean, vector_math
 from verl_difficulty.core.tokens import broadcast_to_tokens, masked_row_sums
 from verl_difficulty.verl_glue import metrics
-from verl_difficulty.verl_glue.config import DivaConfig, DurianConfig, G2RPOConfig
+from verl_difficulty.verl_glue.config import ConfigError, DivaConfig, DurianConfig, G2RPOConfig
 from verl_difficulty.verl_glue.fields import (
     FIELD_OLD_LOG_PROBS,
     FIELD_REWARD_EXTRA_INFO,
@@ -178,6 +179,7 @@ def compute_durian_advantage(
             prompt_entropy[present] = read_numbers(non_tensor_batch, settings.entropy_key, index,
                                                    valid.cpu().numpy(), setting="algorithm.durian.entropy_key",
                                                    rows=prompt_rows)
+            _check_visual_entropy(prompt_entropy, first.cpu().numpy(), index, settings.entropy_key)
             _warn_if_no_visual_entropy(prompt_entropy[present], settings.entropy_key)
             result = durian_scores(
                 scores,
@@ -189,10 +191,14 @@ def compute_durian_advantage(
                 num_reasoning_buckets=settings.num_reasoning_buckets,
                 perceptual_quantiles=settings.perceptual_quantiles,
                 perceptual_thresholds=settings.perceptual_thresholds,
+                perceptual_bucket_rule=settings.perceptual_bucket_rule,
                 include_zero_variance_groups=settings.include_zero_variance_groups,
                 min_bucket_size=settings.min_bucket_size,
                 epsilon=settings.epsilon,
             )
+            # the settings are bounded and the statistics float64, so this cannot fire; kept as the last guard
+            check_finite_rewards(result.advantages, valid, index, "durian", what="advantage",
+                                 fix="Please report this batch (rewards, visual entropy, settings) as a bug.")
             _post_durian_metrics(scores, valid, result, no_image=torch.isnan(
                 torch.from_numpy(prompt_entropy).to(scores.device))[group_ids])
         advantages = broadcast_to_tokens(result.advantages, response_mask)  # one pass over the mask
@@ -213,6 +219,19 @@ def _old_log_probs(batch: Any, response_mask: torch.Tensor) -> torch.Tensor:
         raise FieldError(f"durian: batch['old_log_probs'] has shape {tuple(log_probs.shape)} but the response mask "
                          f"has {tuple(response_mask.shape)}; they must align token by token")
     return log_probs
+
+
+def _check_visual_entropy(prompt_entropy: np.ndarray, prompt_rows: np.ndarray, index, key: str) -> None:
+    """NaN/None means "no image" (the perceptual term falls back to GRPO); ±inf is a broken value, not a
+    missing one, and would otherwise drop the prompt from the buckets silently."""
+    bad = np.isinf(prompt_entropy)
+    if bad.any():
+        prompt = int(np.flatnonzero(bad)[0])
+        row = int(prompt_rows[prompt])
+        raise FieldError(
+            f"algorithm.durian.entropy_key={key!r}: sample uid={index[row]} (row {row}, {int(bad.sum())} prompts in "
+            f"all) has {key}={float(prompt_entropy[prompt])!r}, which is not finite. Recompute it with `python -m "
+            "verl_difficulty.visual_entropy`, or store null for a sample without an image.")
 
 
 _warned_no_entropy = False
@@ -239,6 +258,9 @@ def _post_durian_metrics(scores: torch.Tensor, valid: torch.Tensor, result, no_i
         "durian/reasoning_fallback_frac": float(result.reasoning_fallback[rows].float().mean()),
         "durian/no_image_frac": float(no_image[rows].float().mean()),
     }
+    low, high = result.perceptual_cuts.tolist()
+    if math.isfinite(low) and math.isfinite(high):  # the visual-entropy cut points this step used
+        out["durian/perceptual/threshold_low"], out["durian/perceptual/threshold_high"] = low, high
     for name, std, size, reward_mean in (
         ("perceptual", result.perceptual_std, result.perceptual_size, result.perceptual_reward_mean),
         ("reasoning", result.reasoning_std, result.reasoning_size, result.reasoning_reward_mean),
@@ -273,12 +295,13 @@ def compute_diva_advantage(
     term is weighted by exp(κ·(D − D̄_problem)·sign(A)) with the row's difficulty D from
     ``extra_info.difficulty``, both get reward-range rescaling, and A = local + global. Every step also
     updates the per-problem difficulty tracker (see ``diva_tracker.py``). Settings: ``algorithm.diva.*``
-    (:class:`~verl_difficulty.verl_glue.config.DivaConfig`).
+    (:class:`~verl_difficulty.verl_glue.config.DivaConfig`). Every input that would make an advantage
+    non-finite (rewards, difficulties off DIVA's scale, accuracies) is an error naming the sample.
 
     Returns:
         (advantages, returns), both [B, T], equal, multiplied by the response mask.
     """
-    from verl_difficulty.verl_glue.diva_tracker import TRACKER
+    from verl_difficulty.verl_glue.diva_tracker import RUN, TRACKER
 
     settings = DivaConfig.from_algorithm(config)
     _require_uid(index, "diva_grpo")
@@ -289,31 +312,85 @@ def compute_diva_advantage(
         with vector_math(scores.device):
             valid = valid_rows(response_mask) if lengths is None else lengths > 0
             check_finite_rewards(scores, valid, index, "diva_grpo")
+            _check_reward_magnitude(scores, valid, index)
             valid_np = valid.cpu().numpy()
             problems = read_labels(non_tensor_batch, settings.problem_id_key, index, valid_np,
                                    setting="algorithm.diva.problem_id_key")
             problem_ids, problem_labels = factorize(problems, device=scores.device)
             uid_ids, _ = factorize(index, device=scores.device)
             tracked = torch.from_numpy(TRACKER.lookup(problem_labels)).to(scores.device)
-            difficulty = torch.from_numpy(read_numbers(non_tensor_batch, settings.difficulty_key, index, valid_np,
-                                                       setting="algorithm.diva.difficulty_key")).to(scores.device)
+            recorded = read_numbers(non_tensor_batch, settings.difficulty_key, index, valid_np,
+                                    setting="algorithm.diva.difficulty_key")
+            _check_difficulty(recorded, valid_np, index, settings.difficulty_key)
+            difficulty = torch.from_numpy(recorded).to(scores.device)
             # a row without a difficulty (not from DivaDataset) is its problem's tracked difficulty, δ = 0
             no_difficulty = torch.isnan(difficulty)
             difficulty = torch.where(no_difficulty, tracked[problem_ids], difficulty)
+            # the signal is read (and checked) before anything changes: a bad one fails the step cleanly
+            signal = scores if settings.tracker_signal == "reward" else _accuracy(non_tensor_batch, settings, index,
+                                                                                  valid_np, scores, RUN)
             result = diva_scores(
                 scores, uid_ids, problem_ids, difficulty, valid,
                 lengths if lengths is not None else torch.ones_like(scores),
                 batch_norm=settings.batch_norm, rrb=settings.rrb, reward_range=settings.reward_range,
                 kappa=settings.kappa, local_weight=settings.local_weight, global_weight=settings.global_weight,
-                epsilon=settings.epsilon, padded_width=response_mask.shape[1],
+                epsilon=settings.epsilon,
+                padded_width=_padded_width(settings, response_mask, lengths, RUN) if lengths is not None else None,
             )
             _warn_singletons(result, valid, index)
-            signal = scores if settings.tracker_signal == "reward" else _accuracy(non_tensor_batch, settings, index,
-                                                                                  valid_np, scores)
+            _warn_rrb_over_range(result, valid, index, scores, settings)
             tracker_metrics = _update_tracker(TRACKER, settings, signal, problem_ids, problem_labels, valid)
             _post_diva_metrics(result, valid, no_difficulty, uid_ids, non_tensor_batch, tracker_metrics)
         advantages = broadcast_to_tokens(result.advantages, response_mask)
     return advantages, advantages
+
+
+def _check_reward_magnitude(scores: torch.Tensor, valid: torch.Tensor, index) -> None:
+    """float64 rewards beyond MAX_REWARD_MAGNITUDE would overflow DIVA's sums of squares (float32 ones cannot)."""
+    big = (scores.abs() > MAX_REWARD_MAGNITUDE) & valid
+    if bool(big.any()):
+        row = int(big.nonzero()[0, 0])
+        raise FloatingPointError(
+            f"diva_grpo: {int(big.sum())} response(s) have a reward beyond ±{MAX_REWARD_MAGNITUDE:g}, e.g. uid="
+            f"{index[row]} (row {row}, reward {scores[row].item():.6g}), where its group statistics overflow "
+            "float64. Rescale the reward function's output (DIVA's advantages do not depend on the reward's scale).")
+
+
+def _check_difficulty(recorded: np.ndarray, valid_np: np.ndarray, index, key: str) -> None:
+    """A recorded difficulty must be on DIVA's scale (NaN = none recorded: the tracked value is used)."""
+    lo, hi = DIFFICULTY_RANGE
+    with np.errstate(invalid="ignore"):
+        bad = valid_np & ~np.isnan(recorded) & ~((recorded >= lo) & (recorded <= hi))
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise FieldError(
+            f"algorithm.diva.difficulty_key={key!r}: sample uid={index[row]} (row {row}, {int(bad.sum())} rows in "
+            f"all) has difficulty {float(recorded[row])!r}, outside DIVA's scale [{lo:g}, {hi:g}] (the problem's "
+            "tracked D in [1, 9] plus its variant's δ, as DivaDataset records it); the weighting "
+            "exp(kappa*(D - mean D)) would blow its advantages up or overflow. Build the rows with DivaDataset, "
+            "rescale the field to 1..9, or point algorithm.diva.difficulty_key at another field (a row without "
+            "one uses its problem's tracked difficulty).")
+
+
+def _padded_width(settings: DivaConfig, response_mask: torch.Tensor, lengths: torch.Tensor, run) -> int:
+    """T of the padded_tokens statistics: verl's tensor width, data.max_response_length, or a number."""
+    width = settings.padded_width
+    if width == "batch":
+        return response_mask.shape[1]
+    if width == "max_response_length":
+        if run.max_response_length is None:
+            raise ConfigError(
+                "algorithm.diva.padded_width=max_response_length reads data.max_response_length, which the trainer "
+                "records when it starts; none started in this process. Give the number instead, e.g. "
+                "algorithm.diva.padded_width=4096")
+        width = run.max_response_length
+    longest = int(lengths.max()) if lengths.numel() else 0
+    if width < longest:
+        raise ConfigError(
+            f"algorithm.diva.padded_width={settings.padded_width!r} pads to {width} tokens, but a response in the "
+            f"batch has {longest}: the padded tensor is at least as wide as the longest response. Use "
+            "padded_width=batch, or raise data.max_response_length to the rollout's response length.")
+    return int(width)
 
 
 _warned_singletons = False
@@ -334,7 +411,28 @@ def _warn_singletons(result, valid, index) -> None:
             int(single.sum()), ", ".join(str(index[r]) for r in rows))
 
 
-def _accuracy(non_tensor_batch, settings: DivaConfig, index, valid_np, scores) -> torch.Tensor:
+_warned_rrb_over_range = False
+
+
+def _warn_rrb_over_range(result, valid, index, scores, settings: DivaConfig) -> None:
+    """paper RRB: a group whose rewards spread wider than reward_range gets factor 1 (the clamp), which
+    means reward_range is set below the rewards' real range: say so once; every step's share is in
+    diva/rrb_over_range_frac."""
+    global _warned_rrb_over_range
+    over = result.rrb_clamped & valid
+    if not _warned_rrb_over_range and bool(over.any()):
+        _warned_rrb_over_range = True
+        rows = valid.nonzero().squeeze(-1)
+        spread = float(scores[rows].max() - scores[rows].min())
+        logger.warning(
+            "diva_grpo: %d response(s) (e.g. uid %s) are in groups whose rewards spread wider than "
+            "algorithm.diva.reward_range=%g; their reward-range factor (max r - min r)/reward_range is capped at 1. "
+            "Set reward_range to the largest reward minus the smallest (this batch spans %.6g). Tracked per step "
+            "in diva/rrb_over_range_frac.", int(over.sum()), index[int(over.nonzero()[0, 0])], settings.reward_range,
+            spread)
+
+
+def _accuracy(non_tensor_batch, settings: DivaConfig, index, valid_np, scores, run) -> torch.Tensor:
     if non_tensor_batch is None or settings.accuracy_key not in non_tensor_batch:
         raise FieldError(
             f"algorithm.diva.tracker_signal=accuracy reads the reward extra-info key {settings.accuracy_key!r}, which "
@@ -342,6 +440,7 @@ def _accuracy(non_tensor_batch, settings: DivaConfig, index, valid_np, scores) -
             "algorithm.diva.accuracy_key to the key it returns, or use algorithm.diva.tracker_signal=reward "
             "(the released code's signal)."
         )
+    _check_accuracy_is_not_the_score(non_tensor_batch, settings, run)
     accuracy = read_numbers(non_tensor_batch, settings.accuracy_key, index, valid_np,
                             setting="algorithm.diva.accuracy_key", allow_bool=True)
     missing = np.isnan(accuracy) & valid_np
@@ -349,7 +448,28 @@ def _accuracy(non_tensor_batch, settings: DivaConfig, index, valid_np, scores) -
         row = int(np.flatnonzero(missing)[0])
         raise FieldError(f"algorithm.diva.accuracy_key={settings.accuracy_key!r}: sample uid={index[row]} (row {row}) "
                          "has no accuracy value; the reward function must return it for every sample")
+    infinite = np.isinf(accuracy) & valid_np
+    if infinite.any():
+        row = int(np.flatnonzero(infinite)[0])
+        raise FieldError(f"algorithm.diva.accuracy_key={settings.accuracy_key!r}: sample uid={index[row]} (row {row}) "
+                         f"has accuracy {float(accuracy[row])!r}; the reward function must return a finite accuracy")
     return torch.from_numpy(np.nan_to_num(accuracy)).to(scores.device, scores.dtype)
+
+
+def _check_accuracy_is_not_the_score(non_tensor_batch, settings: DivaConfig, run) -> None:
+    """verl's own reward managers turn a scorer's bare-number result into both the reward and the extra info
+    ``acc`` (and no ``score`` key), while a dict result has all its keys copied, ``score`` included. So under
+    one of them an ``acc`` column without a ``score`` column is the whole score, and the paper's accuracy
+    tracker would silently run on the overall reward. The manager comes from the trainer's config (``run``,
+    None outside a trainer: no check); a user's own manager, and the ``multitask`` one, are never flagged."""
+    if settings.accuracy_key != "acc" or not run.verl_reward_manager or "score" in non_tensor_batch:
+        return
+    raise FieldError(
+        f"algorithm.diva.tracker_signal=accuracy reads reward extra info 'acc', but the reward function returns a "
+        f"bare number, which verl's {run.reward_manager!r} reward manager copies into 'acc': 'acc' is the whole "
+        "score, not an accuracy. Return a dict from the scorer ({'score': ..., 'acc': <the accuracy term>}), use "
+        "this package's manager (reward.reward_manager.name=multitask), or, to track the overall reward on "
+        "purpose, set algorithm.diva.tracker_signal=reward (the released code's signal).")
 
 
 def _update_tracker(tracker, settings: DivaConfig, signal, problem_ids, problem_labels, valid) -> dict[str, float]:
@@ -377,6 +497,7 @@ def _post_diva_metrics(result, valid, no_difficulty, uid_ids, non_tensor_batch, 
     out["diva/difficulty_weight_mean"] = float(result.difficulty_weight[rows].mean())
     out["diva/rrb_local_scale_mean"] = float(result.local_scale[rows].mean())
     out["diva/rrb_global_scale_mean"] = float(result.global_scale[rows].mean())
+    out["diva/rrb_over_range_frac"] = float(result.rrb_clamped[rows].float().mean())
     out["diva/difficulty_from_tracker_frac"] = float(no_difficulty[rows].float().mean())
     # prompts the dataset had to degrade to a duplicate (missing asset): the dataset marks them
     if non_tensor_batch is not None and "extra_info" in non_tensor_batch:

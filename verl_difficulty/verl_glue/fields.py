@@ -10,7 +10,9 @@ that declares ``batch`` and ``non_tensor_batch`` parameters finds
     batch["old_log_probs"]              [B, T] log-probs of the sampled tokens under the rollout policy
     batch["entropy"]                    [B, T] per-token entropy of the policy (from the old-log-prob pass)
 
-Errors name the field, the offending sample (its uid) and the fix.
+Labels (task labels, problem ids) are returned as canonical string keys (:func:`canonical_labels`), the one
+form every estimator groups by and the DIVA tracker keys on. Errors name the field, the offending sample
+(its uid) and the fix.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ __all__ = [
     "field_for_key",
     "read_column",
     "read_labels",
+    "canonical_labels",
     "read_numbers",
     "valid_rows",
     "check_finite_rewards",
@@ -109,9 +112,10 @@ def read_labels(
     *,
     setting: str,
 ) -> np.ndarray:
-    """One label per row; every ``valid`` row must have one (padding rows may carry anything)."""
+    """One label per row as its canonical key (see :func:`canonical_labels`); every ``valid`` row must have
+    one (padding rows may carry anything and get None when it is not a usable label)."""
     labels, extra_info = read_column(non_tensor_batch, key, setting=setting)
-    missing = pd.isna(pd.Series(labels, dtype=object)).to_numpy() & valid
+    missing = pd.isna(pd.Series(labels, dtype=object)).to_numpy() & valid  # containers count as present
     if missing.any():
         row = int(np.flatnonzero(missing)[0])
         raise FieldError(
@@ -120,7 +124,75 @@ def read_labels(
             + (f" (its extra_info is {extra_info[row]!r})" if extra_info is not None else "")
             + f". Give every row a {key} value in the dataset, or choose another {setting}."
         )
-    return labels
+    return canonical_labels(labels, valid, uids, key=key, setting=setting)
+
+
+# Label keys. Problem ids and task labels become strings, the form the DIVA tracker's snapshot (JSON) and
+# DivaDataset key on, so that the estimator's groups and the tracker's entries are the same sets:
+#   str                  kept verbatim ("01", "1.0" and "1" stay three labels)
+#   int (not bool)       decimal: 1 -> "1"
+#   float holding an int that integer: 1.0 -> "1" (parquet turns an int column with gaps into float64)
+#   other finite float   shortest repr: 0.5 -> "0.5"
+# so 1, 1.0 and "1" are one problem. Everything else is refused on a valid row: containers (list, dict,
+# array, tuple: unhashable or not one id), bool, inf, and floats of magnitude >= 2**53 (no longer exact
+# integers, so two ids could share one float).
+_STRING_TYPES = (str, np.str_)
+_INT_TYPES = (int, np.integer)
+_FLOAT_TYPES = (float, np.floating)
+_BOOL_TYPES_LABEL = (bool, np.bool_)
+_EXACT_FLOAT_LIMIT = 2.0**53
+
+
+def canonical_labels(labels: np.ndarray, valid: np.ndarray, uids: Any, *, key: str, setting: str) -> np.ndarray:
+    """[N] object array of canonical string keys (rule above); padding rows without a usable label get None.
+
+    Vectorised by type: one C-level pass per distinct Python type in the column (usually one: str)."""
+    labels = np.asarray(labels, dtype=object)
+    if set(map(type, labels)) == {str}:  # the usual case: nothing to convert
+        return labels
+    out = np.full(len(labels), None, dtype=object)
+    type_codes, kinds = pd.factorize(np.fromiter(map(type, labels), dtype=object, count=len(labels)))
+    bad = np.zeros(len(labels), dtype=bool)
+    for code, kind in enumerate(kinds):
+        rows = np.flatnonzero(type_codes == code)
+        if issubclass(kind, _BOOL_TYPES_LABEL):
+            bad[rows] = True
+        elif issubclass(kind, _STRING_TYPES):
+            out[rows] = list(map(str, labels[rows]))
+        elif issubclass(kind, _INT_TYPES):
+            out[rows] = list(map(str, map(int, labels[rows])))
+        elif issubclass(kind, _FLOAT_TYPES):
+            values = labels[rows].astype(np.float64)
+            whole = np.isfinite(values) & (values == np.floor(values)) & (np.abs(values) < _EXACT_FLOAT_LIMIT)
+            exact = np.isfinite(values) & (np.abs(values) < _EXACT_FLOAT_LIMIT)
+            out[rows[whole]] = list(map(str, values[whole].astype(np.int64).tolist()))
+            fraction = exact & ~whole
+            out[rows[fraction]] = list(map(repr, values[fraction].tolist()))
+            bad[rows[~exact & ~np.isnan(values)]] = True  # NaN = missing, reported by read_labels
+        elif kind is not type(None):
+            bad[rows] = True
+    bad &= np.asarray(valid, dtype=bool)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        value = labels[row]
+        raise FieldError(
+            f"{setting}={key!r}: sample uid={_uid_of(uids, row)} (row {row}, {int(bad.sum())} rows in all) has "
+            f"{key}={value!r} ({type(value).__name__}), which is not usable as a label: {_why_not_a_label(value)} "
+            f"Store one string or integer per sample in {key} (e.g. join a list into one string), "
+            f"or choose another {setting}."
+        )
+    return out
+
+
+def _why_not_a_label(value: Any) -> str:
+    if isinstance(value, _BOOL_TYPES_LABEL):
+        return "true/false cannot tell problems or tasks apart."
+    if isinstance(value, _FLOAT_TYPES):
+        return ("a float this large (or infinite) is not an exact id; two ids could share it."
+                if not np.isnan(value) else "it is NaN.")
+    if isinstance(value, (list, tuple, dict, set, np.ndarray)):
+        return "a container holds several values (and lists, dicts and arrays are unhashable), not one id."
+    return f"labels must be strings or numbers, not {type(value).__name__}."
 
 
 def read_numbers(
