@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
+import re
 import types
 from pathlib import Path
 
@@ -390,3 +392,124 @@ def test_verl_builds_it_from_data_custom_cls(toy, tmp_path, path):
     assert type(ds).__name__ == "DivaDataset" and len(ds) == 12
     order = [ds[i]["extra_info"]["problem_id"] for i in create_rl_sampler(data, ds)]
     assert order[::2] == order[1::2]
+
+
+# ------------------------------------------------------------------ released variant mode
+
+
+RELEASED_HINT = ("I will now provide some thinking prompts. Please output the complete thought process and answer "
+                 "from the beginning, without skipping any steps. : {}.")
+ROTATED = re.compile(r" This image has been rotated by (\d+) degrees\. Please mentally rotate it back and solve the "
+                     r"problem\.$")
+STACKED = " This image has been rotated. Please mentally rotate it back and solve the problem."
+
+
+def released_kind(name: str) -> str:
+    """The released option behind an emitted variant name (a paraphrase may ride along)."""
+    parts = set(name.split("+")) - {"paraphrase"} or {"paraphrase"}
+    return "stack" if parts == {"rotate", "noise"} else parts.pop()
+
+
+# recorded δ per released option kind, read from gen_new_item.py, for the δ each tracked D below plans
+RELEASED_RECORDED = {
+    5.0: {"duplicate": {0}, "paraphrase": {0}, "noise": {1}, "rotate": {1}},  # δ = +1
+    3.0: {"noise": {3}, "rotate": {3}, "stack": {4}, "text_in_image": {2}},  # δ = +4
+    2.0: {"stack": {4, 6}, "text_in_image": {2}},  # δ = +6
+}
+
+
+def test_released_mode_end_to_end(toy, tmp_path):
+    tracker = track(tmp_path / "tracker.json", {"p0": 5.0, "p1": 8.0, "p2": 3.0, "p3": 2.0})
+    ds = dataset(toy, tmp_path, num_variants=1, shuffle_families=False, tracker_path=tracker, variant_mode="released")
+    seen = {d: set() for d in RELEASED_RECORDED}
+    for epoch in range(40):
+        ds.set_epoch(epoch)
+        for original, d in ((0, 5.0), (2, 3.0), (3, 2.0)):
+            row, source = ds[2 * original + 1], ds[2 * original]
+            info, text = row["extra_info"], user_text(row)
+            kind = released_kind(info["diva_variant"])
+            assert info["diva_delta"] in RELEASED_RECORDED[d][kind], (d, info)
+            assert info["difficulty"] == d + info["diva_delta"] and info["diva_fallback"] == ""
+            seen[d].add(kind)
+            question = text[: -len(INSTRUCTION)]
+            assert text.endswith(INSTRUCTION)  # the answer-format instruction stays after every text change
+            if kind == "rotate":
+                assert int(ROTATED.search(question).group(1)) % (30 if d == 5.0 else 1) == 0
+            elif kind == "stack":
+                assert question.endswith(STACKED) and ROTATED.search(question) is None
+            elif kind == "text_in_image":
+                assert question == "As shown in the <image>." and images(row)[0].height > 30
+            else:
+                assert "rotated" not in question
+            if kind == "duplicate":
+                assert text == user_text(source) and info["diva_delta"] == 0
+            image_changed = any(differs(a, b) for a, b in zip(images(row), images(source), strict=True))
+            assert image_changed == (kind not in ("duplicate", "paraphrase"))
+    assert seen == {d: set(kinds) for d, kinds in RELEASED_RECORDED.items()}
+    # D = 8 plans δ = -3: the first two think steps in the released wording, D recorded as 5
+    hint = ds[3]
+    assert hint["extra_info"]["diva_variant"] == "hint" and hint["extra_info"]["difficulty"] == 5.0
+    assert user_text(hint) == "<image>What is 1 + 1? " + RELEASED_HINT.format("Write 1 twice. Add them.") + INSTRUCTION
+
+
+def differs(a: Image.Image, b: Image.Image) -> bool:
+    return a.size != b.size or bool(np.any(np.asarray(a) != np.asarray(b)))
+
+
+def test_released_mode_several_variants_record_unbounded_difficulty(toy, tmp_path):
+    tracker = track(tmp_path / "tracker.json", {f"p{i}": 9.0 for i in range(6)})
+    ds = dataset(toy, tmp_path, num_variants=3, shuffle_families=False, tracker_path=tracker,
+                 variant_mode="released")
+    above = 0
+    for j in range(6):
+        family = [ds[4 * j + s]["extra_info"] for s in range(4)]
+        assert sum(info["diva_delta"] < 0 for info in family) == 1  # one hint; other hint draws replaced
+        assert all(info["difficulty"] == 9.0 + info["diva_delta"] for info in family)
+        above += sum(info["difficulty"] > 9.0 for info in family)
+    assert above > 0  # the released replacement δ in {0, 1, 2, 3} is not bounded by D + δ <= 9
+
+
+def test_released_stack_only_rotates_images_that_hold_text(tmp_path):
+    rows = [make_row(i) for i in range(2)]
+    for row in rows:
+        row["extra_info"]["text_in_image"] = True
+    files = write_rows(tmp_path / "texty.parquet", rows)
+    tracker = track(tmp_path / "tracker.json", {"p0": 2.0, "p1": 2.0})
+    ds = dataset(files, tmp_path, num_variants=1, shuffle_families=False, tracker_path=tracker,
+                 variant_mode="released")
+    names = set()
+    for epoch in range(20):
+        ds.set_epoch(epoch)
+        names |= {ds[k]["extra_info"]["diva_variant"] for k in (1, 3)}
+    assert names and not any("noise" in name for name in names) and any("rotate" in name for name in names)
+    rows[0]["extra_info"]["text_in_image"] = rows[1]["extra_info"]["text_in_image"] = "yes"
+    bad = dataset(write_rows(tmp_path / "bad.parquet", rows), tmp_path, num_variants=1, tracker_path=tracker,
+                  variant_mode="released")
+    with pytest.raises(ValueError, match=r"extra_info\['text_in_image'\] must be true, false or null"):
+        bad[1]
+
+
+def test_variant_mode_is_checked_and_declared_in_the_trainer_config(toy, tmp_path):
+    with pytest.raises(ValueError, match=r"data\.diva\.variant_mode='paper'.*'uniform'.*'released'"):
+        dataset(toy, tmp_path, variant_mode="paper")
+    assert dd.DivaSettings().variant_mode == "uniform"
+    from omegaconf import OmegaConf
+
+    yaml = Path(dd.__file__).parents[1] / "config" / "verl_difficulty_trainer.yaml"
+    declared = OmegaConf.load(yaml).data.diva
+    assert set(declared) == {f.name for f in dataclasses.fields(dd.DivaSettings)}
+    assert declared.variant_mode == dd.DivaSettings().variant_mode
+
+
+def test_apply_plan_released_text_in_image_pointer():
+    row = make_row(2)
+    plan = dv.VariantPlan((dv.TEXT_IN_IMAGE,), 2, mode=dv.RELEASED)
+    apply_plan(row, plan, np.random.default_rng(0))
+    assert row["prompt"][0]["content"] == "As shown in the <image>." + INSTRUCTION
+    text_only = make_row(2, image=False)
+    apply_plan(text_only, plan, np.random.default_rng(0))
+    assert text_only["prompt"][0]["content"] == "As shown in the <image>." + INSTRUCTION
+    outside = make_row(2, question_key=False)  # placeholder outside a located question: none is added
+    outside["extra_info"]["question"] = "What is 2 + 2?"
+    apply_plan(outside, plan, np.random.default_rng(0))
+    assert outside["prompt"][0]["content"] == "<image>As shown in the image." + INSTRUCTION

@@ -190,6 +190,210 @@ def test_plans_are_consistent(delta, seed, images, paraphrases, steps, can_add, 
         assert (plan.hint_steps > 0) == (dv.HINT in plan.transforms)
 
 
+# ------------------------------------------------------------------ released mode (gen_new_item.py)
+
+# Written from reading the released verl/utils/gen_new_item.py (DIFFICULTY_FUNCTION_MAP and the gen_* functions),
+# independently of the module's constants: per δ, (kind, recorded δ, intensity) -> how often the entry is listed.
+RELEASED_TABLE = {
+    0: {("paraphrase", 0, None): 1},
+    1: {("duplicate", 0, None): 2, ("paraphrase", 0, None): 2, ("noise", 1, 0.30): 1, ("rotate", 1, 0.30): 1},
+    2: {("noise", 2, 0.35): 1, ("rotate", 2, 0.35): 1, ("paraphrase", 0, None): 2, ("text_in_image", 2, 0.50): 1},
+    3: {("noise", 3, 0.40): 1, ("rotate", 3, 0.40): 1, ("paraphrase", 0, None): 1, ("text_in_image", 3, 0.40): 1},
+    4: {("noise", 3, 0.45): 1, ("rotate", 3, 0.45): 1, ("stack", 4, 0.30): 2, ("text_in_image", 2, 0.50): 1},
+    5: {("stack", 4, 0.30): 1, ("stack", 5, 0.35): 1, ("text_in_image", 2, 0.50): 1},
+    6: {("stack", 4, 0.30): 1, ("stack", 6, 0.40): 1, ("text_in_image", 2, 0.50): 1},
+    7: {("stack", 4, 0.30): 1, ("stack", 7, 0.45): 1, ("text_in_image", 2, 0.50): 1},
+    8: {("stack", 4, 0.30): 1, ("stack", 8, 0.50): 1, ("text_in_image", 2, 0.50): 1},
+    **{delta: {("hint", delta, None): 1} for delta in range(-8, 0)},
+}
+# single rotation: angle = step * randint(1, 359 // step), step 30 for intensity 0.30-0.40, 1 for 0.45
+RELEASED_ANGLES = {1: set(range(30, 331, 30)), 2: set(range(30, 331, 30)), 3: set(range(30, 331, 30)),
+                   4: set(range(1, 360))}
+RELEASED_NOISE_SIGMA = {1: 0.30, 2: 0.35, 3: 0.40, 4: 0.45}  # the single Gaussian-noise option
+# the stacks listed at each δ: always one at 0.30 (recording +4), plus the δ-specific one
+RELEASED_STACK_SIGMAS = {4: {0.30}, 5: {0.30, 0.35}, 6: {0.30, 0.40}, 7: {0.30, 0.45}, 8: {0.30, 0.50}}
+ROTATE_TEXT = "This image has been rotated by {} degrees. Please mentally rotate it back and solve the problem."
+STACK_TEXT = "This image has been rotated. Please mentally rotate it back and solve the problem."
+
+
+def released(delta, assets=FULL, seed=0, only=False):
+    return plan_variant(delta, assets, rng(seed), only, mode=dv.RELEASED)
+
+
+def entry(plan):
+    return plan.option.kind, plan.option.recorded_delta, plan.option.intensity
+
+
+def within(count, total, p):
+    """A seeded frequency within 5 binomial standard deviations of p."""
+    return abs(count / total - p) <= 5 * np.sqrt(p * (1 - p) / total) + 1e-12
+
+
+@pytest.mark.parametrize("delta", sorted(RELEASED_TABLE))
+def test_released_option_table_matches_the_released_map(delta):
+    listed = {}
+    for option in dv.released_options(delta):
+        key = (option.kind, option.recorded_delta, option.intensity)
+        listed[key] = listed.get(key, 0) + 1
+    assert listed == RELEASED_TABLE[delta]
+
+
+def test_released_table_has_no_entry_beyond_its_range():
+    with pytest.raises(ValueError, match="no entry for δ = 9"):
+        released(9)
+    with pytest.raises(ValueError, match="not one of"):
+        plan_variant(1, FULL, rng(0), mode="paper_tables")
+
+
+@pytest.mark.parametrize("delta", [0, 1, 2, 3, 4, 5, 8, -3])
+def test_released_draw_follows_the_listed_weights(delta):
+    draws = 4000
+    counts = {}
+    for s in range(draws):
+        key = entry(released(delta, seed=s))
+        counts[key] = counts.get(key, 0) + 1
+    total = sum(RELEASED_TABLE[delta].values())
+    assert set(counts) == set(RELEASED_TABLE[delta])
+    for key, weight in RELEASED_TABLE[delta].items():
+        assert within(counts[key], draws, weight / total), (key, counts[key], weight / total)
+
+
+def test_released_draw_renormalises_over_buildable_options_when_asked():
+    no_paraphrase = VariantAssets(num_images=1, num_think_steps=2)  # δ = 1: duplicate x2, noise, rotate
+    counts = {}
+    for s in range(4000):
+        plan = released(1, no_paraphrase, seed=s, only=True)
+        counts[plan.option.kind] = counts.get(plan.option.kind, 0) + 1
+    assert set(counts) == {"duplicate", "noise", "rotate"}
+    assert within(counts["duplicate"], 4000, 0.5) and within(counts["noise"], 4000, 0.25)
+    # drawing among all: the paraphrase entries degrade to duplicates (the released code keeps the text)
+    plans = [released(1, no_paraphrase, seed=s) for s in range(400)]
+    degraded = [p for p in plans if p.fallback]
+    assert {p.fallback for p in degraded} == {"no_paraphrase"} and all(p.delta == 0 for p in degraded)
+    assert within(len(degraded), 400, 1 / 3)
+
+
+@pytest.mark.parametrize("delta", sorted(RELEASED_TABLE))
+def test_released_recorded_difficulty_per_option(delta):
+    for s in range(60):
+        plan = released(delta, seed=s)
+        kind, recorded, _ = entry(plan)
+        assert plan.delta == recorded and plan.fallback is None and plan.mode == dv.RELEASED
+        if kind in ("duplicate", "paraphrase"):
+            assert plan.delta == 0  # the released duplicate and paraphrase keep D
+        if kind == "text_in_image" and delta >= 4:
+            assert plan.delta == 2
+        if kind in ("noise", "rotate") and delta == 4:
+            assert plan.delta == 3
+
+
+@pytest.mark.parametrize("delta", sorted(RELEASED_ANGLES))
+def test_released_single_rotation_angles(delta):
+    angles = [p.angle for s in range(3000) if (p := released(delta, seed=s)).option.kind == "rotate"]
+    assert set(angles) <= RELEASED_ANGLES[delta]
+    if delta <= 3:
+        assert set(angles) == RELEASED_ANGLES[delta]  # every multiple of 30 from 30 to 330 occurs
+    else:
+        assert len(set(angles)) > 150 and any(a % 30 for a in angles)
+    assert dv.released_rotation_step(0.2) == 45 and dv.released_rotation_step(0.25) == 30
+    assert dv.released_rotation_step(0.4499) == 30 and dv.released_rotation_step(0.45) == 1
+
+
+@pytest.mark.parametrize("delta, sigma", sorted(RELEASED_NOISE_SIGMA.items()))
+def test_released_noise_sigma(delta, sigma):
+    noisy = [p for s in range(300) if (p := released(delta, seed=s)).option.kind == "noise"]
+    assert noisy and all(p.sigma == pytest.approx(sigma) and p.angle is None and p.note is None for p in noisy)
+    assert {p.transforms[-1] for p in noisy} == {dv.NOISE}
+
+
+@pytest.mark.parametrize("delta", [4, 5, 6, 7, 8])
+def test_released_stack_rotates_by_the_noise_intensity(delta):
+    stacks = [p for s in range(600) if (p := released(delta, seed=s)).option.kind == "stack"]
+    for plan in stacks:
+        sigma = plan.option.intensity
+        assert plan.sigma == pytest.approx(sigma) and plan.angle == pytest.approx(sigma)  # a fraction of a degree
+        assert plan.note == STACK_TEXT
+        assert plan.transforms[-2:] in {(dv.ROTATE, dv.NOISE), (dv.NOISE, dv.ROTATE)}
+    assert {p.option.intensity for p in stacks} == RELEASED_STACK_SIGMAS[delta]
+    rotate_first = sum(p.transforms[-2:] == (dv.ROTATE, dv.NOISE) for p in stacks)
+    assert within(rotate_first, len(stacks), 0.5)  # random.sample of both keys: either order
+    # an image mixing text and picture is only rotated
+    text_image = VariantAssets(num_images=1, num_paraphrases=2, image_has_text=True)
+    only = [p for s in range(100) if (p := released(delta, text_image, seed=s)).option.kind == "stack"]
+    assert only and all(p.transforms[-1:] == (dv.ROTATE,) and dv.NOISE not in p.transforms and p.sigma is None
+                        for p in only)
+
+
+def test_released_text_changes():
+    draws = 6000
+    seen = {"paraphrase": [], "noise": [], "rotate": [], "text_in_image": [], "stack": []}
+    for delta in (1, 2, 4, 6):
+        for s in range(draws):
+            plan = released(delta, seed=s)
+            if plan.option.kind in seen:
+                seen[plan.option.kind].append(plan)
+    # probability that the question is swapped for a paraphrase
+    expected = {"paraphrase": 0.5, "noise": 0.5, "rotate": 0.5, "text_in_image": 0.25}
+    for kind, p in expected.items():
+        hits = sum(plan.paraphrase_index is not None for plan in seen[kind])
+        assert within(hits, len(seen[kind]), p), (kind, hits / len(seen[kind]))
+    for sigma in (0.30, 0.40):
+        stacks = [plan for plan in seen["stack"] if plan.option.intensity == sigma]
+        hits = sum(plan.paraphrase_index is not None for plan in stacks)
+        assert within(hits, len(stacks), (0.2 + 0.07 * sigma) * 0.5)
+    for plan in seen["paraphrase"]:  # without the paraphrase the released variant is an exact copy
+        assert plan.transforms == ((dv.PARAPHRASE,) if plan.paraphrase_index is not None else (dv.DUPLICATE,))
+    for plan in seen["rotate"]:
+        assert plan.note == ROTATE_TEXT.format(plan.angle)
+        assert (dv.PARAPHRASE in plan.transforms) == (plan.paraphrase_index is not None)
+    for plan in seen["noise"] + seen["text_in_image"]:
+        assert plan.note is None
+    # no paraphrases on the row: the text stays, the image transform still happens, nothing degrades
+    bare = VariantAssets(num_images=1)
+    plans = [p for s in range(200) if (p := released(1, bare, seed=s)).option and p.option.kind == "rotate"]
+    assert plans and all(p.paraphrase_index is None and p.transforms == (dv.ROTATE,) and not p.fallback
+                         for p in plans)
+
+
+@pytest.mark.parametrize("delta, steps", [(-1, 1), (-2, 1), (-3, 2), (-4, 2), (-5, 3), (-6, 3), (-7, 5), (-8, 5)])
+def test_released_hint_step_counts(delta, steps):
+    # gen_think_step: δ <= -7 all steps, <= -5 three, <= -3 two, else one
+    plan = released(delta)
+    assert plan.transforms == (dv.HINT,) and plan.hint_steps == steps and plan.delta == delta
+    assert released(delta, VariantAssets(num_images=1)).fallback == "no_think_steps"
+
+
+def test_released_second_hint_replacement_is_unrestricted():
+    # random.choice([0, 1, 2, 3]) with no bound on D + δ; the uniform mode keeps D + δ <= 9
+    values = {"released": set(), "uniform": set()}
+    for mode in values:
+        for seed in range(300):
+            deltas = draw_deltas(9, 4, rng(seed), mode=mode)
+            assert sum(delta < 0 for delta in deltas) == 1
+            values[mode] |= {delta for delta in deltas if delta >= 0}
+    assert values == {"released": {0, 1, 2, 3}, "uniform": {0}}
+    assert draw_deltas(5, 1, rng(0), mode="released") == (1,)
+
+
+@settings(max_examples=200, deadline=None)
+@given(delta=st.integers(-8, 8), seed=st.integers(0, 2**32 - 1), images=st.integers(0, 2),
+       paraphrases=st.integers(0, 3), steps=st.integers(0, 5), can_add=st.booleans(), only=st.booleans(),
+       has_text=st.booleans())
+def test_released_plans_are_consistent(delta, seed, images, paraphrases, steps, can_add, only, has_text):
+    assets = VariantAssets(images, paraphrases, steps, can_add, has_text)
+    plan = plan_variant(delta, assets, rng(seed), only, mode=dv.RELEASED)
+    assert plan == plan_variant(delta, assets, rng(seed), only, mode=dv.RELEASED)
+    if plan.fallback is not None:
+        assert plan.transforms == (dv.DUPLICATE,) and plan.delta == 0
+        return
+    assert plan.option in dv.released_options(delta) and plan.delta == plan.option.recorded_delta
+    assert dv.missing_asset(plan.transforms, assets) is None
+    assert (plan.angle is not None) == (dv.ROTATE in plan.transforms)
+    assert (plan.sigma is not None) == (dv.NOISE in plan.transforms)
+    assert (plan.paraphrase_index is not None) == (dv.PARAPHRASE in plan.transforms)
+    assert (plan.hint_steps > 0) == (dv.HINT in plan.transforms)
+
+
 def test_family_order_is_a_seeded_permutation():
     order = dv.family_order(50, 3, 0)
     assert sorted(order) == list(range(50)) and list(order) != list(range(50))

@@ -30,7 +30,12 @@ from verl_difficulty.core.diva_variants import (
     IMAGE_TRANSFORMS,
     ORIGINAL_PLAN,
     PARAPHRASE,
+    RELEASED,
+    RELEASED_HINT_TEXT,
+    RELEASED_POINTER,
     TEXT_IN_IMAGE,
+    UNIFORM,
+    VARIANT_MODES,
     VariantAssets,
     VariantPlan,
     draw_deltas,
@@ -42,10 +47,12 @@ from verl_difficulty.data.perturb import apply_image_transforms, render_text_int
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DivaDataset", "DivaFamilySampler", "DivaSettings", "ENV_TRACKER_PATH", "POINTER_TEXT", "apply_plan"]
+__all__ = ["DivaDataset", "DivaFamilySampler", "DivaSettings", "ENV_TRACKER_PATH", "IMAGE_HAS_TEXT_KEY", "POINTER_TEXT",
+           "apply_plan"]
 
 ENV_TRACKER_PATH = "VERL_DIFFICULTY_DIVA_TRACKER"  # exported by the trainer (verl_glue.diva_tracker)
-POINTER_TEXT = "Answer the question shown in the image."
+POINTER_TEXT = "Answer the question shown in the image."  # uniform mode; the released mode says RELEASED_POINTER
+IMAGE_HAS_TEXT_KEY = "text_in_image"  # extra_info flag (released field): the image mixes text and picture
 ASSET_FIELDS = ("paraphrases", "think_steps")
 PLACEHOLDER = re.compile(r"<image>|<video>|<audio>")
 ASSETS_FIX = ("write them with `python -m verl_difficulty.data.diva_assets INPUT.parquet ASSETS.jsonl OUTPUT.parquet` "
@@ -63,6 +70,9 @@ class DivaSettings:
     question_key: str = "question"  # extra_info key of the raw question text (located in the user message)
     shuffle_families: bool = True  # permute families per epoch inside the dataset
     only_available_transforms: bool = True  # draw only among transforms the row has assets for
+    # uniform: the spec's transform kinds per δ, equally likely, planned δ recorded;
+    # released: the authors' gen_new_item.py tables (weights, recorded δ, rotation steps, stacks, text)
+    variant_mode: str = UNIFORM
     variants_in_validation: bool = False  # the validation dataset (data.val_files) gets no variants by default
 
     @classmethod
@@ -92,6 +102,13 @@ class DivaSettings:
         for key in ("problem_id_key", "question_key"):
             if not isinstance(getattr(self, key), str) or not getattr(self, key):
                 raise ValueError(f"data.diva.{key}={getattr(self, key)!r} must be a non-empty string")
+        if self.variant_mode not in VARIANT_MODES:
+            raise ValueError(f"data.diva.variant_mode={self.variant_mode!r} must be one of {list(VARIANT_MODES)}: "
+                             f"'{UNIFORM}' (the spec's transforms, equally likely; the default) or '{RELEASED}' "
+                             f"(the authors' released variant tables)")
+        for key in ("shuffle_families", "only_available_transforms", "variants_in_validation"):
+            if not isinstance(getattr(self, key), bool):
+                raise ValueError(f"data.diva.{key}={getattr(self, key)!r} must be true or false")
         if self.tracker_path is not None and not isinstance(self.tracker_path, str):
             raise ValueError(f"data.diva.tracker_path={self.tracker_path!r} must be a file path or null")
 
@@ -180,7 +197,7 @@ def apply_plan(row: dict, plan: VariantPlan, rng: np.random.Generator, *, prompt
     transforms = set(plan.transforms)
     info = row.get("extra_info") or {}
     images = list(row.get(image_key) or [])
-    if transforms & {PARAPHRASE, HINT, TEXT_IN_IMAGE}:
+    if transforms & {PARAPHRASE, HINT, TEXT_IN_IMAGE} or plan.note:
         message = _user_message(row[prompt_key], row_label)
         before, question, after = _split_question(message["content"], info.get(question_key))
         if PARAPHRASE in transforms:
@@ -188,16 +205,17 @@ def apply_plan(row: dict, plan: VariantPlan, rng: np.random.Generator, *, prompt
             question = _keep_placeholders(question, paraphrase)
         if HINT in transforms:
             steps = read_text_assets(info, "think_steps", row_label)[:plan.hint_steps]
-            question = question.rstrip() + "\n" + "\n".join(f"Hint (step {k}): {s.strip()}"
-                                                             for k, s in enumerate(steps, 1))
+            question = _with_hints(question, steps, plan.mode)
+        if plan.note:
+            question = f"{question} {plan.note}"
         if TEXT_IN_IMAGE in transforms:
             shown = PLACEHOLDER.sub("", question).strip()
+            placeholders = PLACEHOLDER.findall(question)
             if images:
                 images[0] = render_text_into_image(images[0], shown)
-                question = "".join(PLACEHOLDER.findall(question)) + POINTER_TEXT
-            else:
-                images = [render_text_into_image(None, shown)]
-                question = "<image>" + POINTER_TEXT
+            else:  # a text-only row gets a new image, and the placeholder for it
+                images, placeholders = [render_text_into_image(None, shown)], ["<image>"]
+            question = _pointer(placeholders, plan.mode)
         message["content"] = before + question + after
     image_ops = [t for t in plan.transforms if t in IMAGE_TRANSFORMS]
     if image_ops:
@@ -207,12 +225,42 @@ def apply_plan(row: dict, plan: VariantPlan, rng: np.random.Generator, *, prompt
         row[image_key] = images
 
 
-def _asset_counts(row: dict, info: Mapping, image_key: str, can_add_image: bool, row_label: str) -> VariantAssets:
+def _with_hints(question: str, steps: list[str], mode: str) -> str:
+    if mode == RELEASED:  # the released sentence, then the steps joined by spaces
+        return f"{question} " + RELEASED_HINT_TEXT.format(steps=" ".join(steps))
+    return question.rstrip() + "\n" + "\n".join(f"Hint (step {k}): {s.strip()}" for k, s in enumerate(steps, 1))
+
+
+def _pointer(placeholders: list[str], mode: str) -> str:
+    """What replaces a question rendered into the image; keeps one placeholder per image."""
+    if mode != RELEASED:
+        return "".join(placeholders) + POINTER_TEXT
+    if "<image>" in placeholders:  # the released sentence holds the image's placeholder itself
+        rest = list(placeholders)
+        rest.remove("<image>")
+        return "".join(rest) + RELEASED_POINTER
+    return "".join(placeholders) + RELEASED_POINTER.replace("<image>", "image")
+
+
+def _image_has_text(info: Mapping, row_label: str) -> bool:
+    value = info.get(IMAGE_HAS_TEXT_KEY)
+    if value is None:
+        return False
+    if not isinstance(value, bool | np.bool_):
+        raise ValueError(f"{row_label}: extra_info[{IMAGE_HAS_TEXT_KEY!r}] must be true, false or null (true: the "
+                         f"image mixes text and picture, so the released stacked transform only rotates it), "
+                         f"got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
+def _asset_counts(row: dict, info: Mapping, image_key: str, can_add_image: bool, row_label: str,
+                  mode: str = UNIFORM) -> VariantAssets:
     return VariantAssets(
         num_images=len(row.get(image_key) or []),
         num_paraphrases=len(read_text_assets(info, "paraphrases", row_label)),
         num_think_steps=len(read_text_assets(info, "think_steps", row_label)),
         can_add_image=can_add_image,
+        image_has_text=mode == RELEASED and _image_has_text(info, row_label),  # only the released stack reads it
     )
 
 
@@ -222,8 +270,9 @@ def _asset_counts(row: dict, info: Mapping, image_key: str, can_add_image: bool,
 class DivaDataset(RLHFDataset):
     """verl's RLHFDataset with DIVA families: each original followed by ``data.diva.num_variants`` variants.
 
-    Every row's ``extra_info`` carries ``problem_id`` (shared by the family), ``difficulty`` (tracked D + δ),
-    ``diva_variant`` (transform name, ``original`` for slot 0), ``diva_delta`` and ``diva_fallback``
+    Every row's ``extra_info`` carries ``problem_id`` (shared by the family), ``difficulty`` (tracked D + the
+    recorded δ), ``diva_variant`` (transforms applied, ``original`` for slot 0), ``diva_delta`` (the recorded δ:
+    the planned one in ``variant_mode=uniform``, the released table's value in ``released``) and ``diva_fallback``
     (why a planned variant degraded to a duplicate, ``""`` if it did not). The raw ``paraphrases`` /
     ``think_steps`` assets are dropped from emitted rows.
     """
@@ -322,7 +371,7 @@ class DivaDataset(RLHFDataset):
             return cached[2], cached[3]
         difficulty = float(self._reader.current().get(problem_id))
         rng = np.random.default_rng([self.diva.seed, original, 0, self.epoch])  # slot 0 draws the family
-        deltas = draw_deltas(difficulty, self.num_variants, rng)
+        deltas = draw_deltas(difficulty, self.num_variants, rng, self.diva.variant_mode)
         self._family_cache = (key, slot, difficulty, deltas)
         return difficulty, deltas
 
@@ -336,8 +385,9 @@ class DivaDataset(RLHFDataset):
             plan = ORIGINAL_PLAN
         else:
             rng = np.random.default_rng([self.diva.seed, original, slot, self.epoch])
-            assets = _asset_counts(row, info, self.image_key, self.processor is not None, label)
-            plan = plan_variant(deltas[slot - 1], assets, rng, self.diva.only_available_transforms)
+            assets = _asset_counts(row, info, self.image_key, self.processor is not None, label, self.diva.variant_mode)
+            plan = plan_variant(deltas[slot - 1], assets, rng, self.diva.only_available_transforms,
+                                self.diva.variant_mode)
             if plan.transforms != (DUPLICATE,):
                 apply_plan(row, plan, rng, prompt_key=self.prompt_key, image_key=self.image_key,
                            question_key=self.diva.question_key, row_label=label)
