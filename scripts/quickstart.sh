@@ -6,4 +6,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/python -m verl_difficulty.cpu.quickstart "$@"
+# exec: signals sent to this script (kill, timeout) reach the quickstart, which stops every process it started
+exec .venv/bin/python -m verl_difficulty.cpu.quickstart "$@"

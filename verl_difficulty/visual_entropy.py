@@ -17,17 +17,27 @@ Backends:
 * ``pixel``: a model-free PROXY, the same entropy over raw 14×14×3 RGB patches in [0, 1] (588 values each).
 
 Work is saved batch by batch in ``OUTPUT.partial/``; an interrupted run resumes where it stopped. The final
-file is written atomically, with a JSON report beside it (``OUTPUT.report.json``).
+file is written atomically, with a JSON report beside it (``OUTPUT.report.json``). One run at a time per
+output: a run holds ``OUTPUT.lock`` and a second one stops at once, naming the first.
 """
 
 from __future__ import annotations
 
+import os
+
+if __name__ == "__main__":
+    # The command only, before torch loads OpenMP: threads that finish a parallel region sleep instead of
+    # spinning at its barrier, so a second instance or a busy neighbour does not stall every region.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import argparse
 import base64
+import errno
+import fcntl
 import json
 import math
-import os
 import shutil
+import socket
 import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -67,6 +77,9 @@ BACKEND_KEY = "visual_entropy_backend"
 PIXEL_LABEL = "pixel-proxy"
 PATCH_SIZE = 14  # Qwen2/2.5-VL's patch side, in pixels
 PIXEL_MIN_PIXELS = 56 * 56  # Qwen2-VL's image-processor minimum: at least 16 patches
+# --max-pixels below Qwen's min_pixels: the image shrinks to a patch or a few, and the entropy of so few
+# feature rows is 0 or near it for every image (one row has no spread at all)
+MIN_MAX_PIXELS = PIXEL_MIN_PIXELS
 PIXEL_MAX_PIXELS = 1280 * 28 * 28  # the usual Qwen-VL serving bound; keeps the proxy cheap (≤ 5120 patches)
 ENCODER_FEATURES = "merged patch embeddings (vision tower output, the LLM's visual tokens)"
 PIXEL_FEATURES = "raw 14x14x3 RGB patches in [0, 1] (model-free proxy)"
@@ -187,6 +200,7 @@ class PixelPatches:
     description = PIXEL_FEATURES
 
     def __init__(self, max_pixels: int | None = None):
+        check_max_pixels(max_pixels)
         self.max_pixels = max_pixels or PIXEL_MAX_PIXELS
         self.settings = {"backend": "pixel", "max_pixels": self.max_pixels, "patch": PATCH_SIZE}
 
@@ -195,6 +209,15 @@ class PixelPatches:
 
     def features(self, prepared: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         return list(prepared)
+
+
+def check_max_pixels(max_pixels: int | None, min_pixels: int = MIN_MAX_PIXELS) -> None:
+    if max_pixels is not None and max_pixels < min_pixels:
+        why = " (56x56 px = 16 patches of 14 px)" if min_pixels == PIXEL_MIN_PIXELS else ""
+        raise VisualEntropyError(
+            f"--max-pixels {max_pixels} is below the image processor's min_pixels {min_pixels}: images would shrink "
+            f"to a patch or a few and every entropy would be 0 or near it. Use at least {min_pixels}{why}; the "
+            f"usual bound is {PIXEL_MAX_PIXELS} (1280*28*28), or leave it unset")
 
 
 def resolve_device(device: str) -> torch.device:
@@ -323,6 +346,7 @@ class QwenVisionTower:
         self.dtype = getattr(torch, dtype)
         self.tower = load_qwen25_vision_tower(self.model_dir, self.device, self.dtype)
         self.processor = load_image_processor(self.model_dir, self.tower.config, max_pixels)
+        check_max_pixels(max_pixels, int(self.processor.size["shortest_edge"]))
         self.merge_unit = self.tower.config.spatial_merge_size ** 2
         self.label = f"encoder:{self.model_dir.name}"
         self.settings = {"backend": "encoder", "model": str(self.model_dir), "dtype": dtype,
@@ -352,6 +376,63 @@ def make_featurizer(backend: str, model: str | None, device: str, dtype: str, ma
                                      "(actor_rollout_ref.model.path); or use --backend pixel (model-free proxy)")
         return QwenVisionTower(model, device=device, dtype=dtype, max_pixels=max_pixels)
     raise VisualEntropyError(f"unknown backend {backend!r} (encoder | pixel)")
+
+
+# ------------------------------------------------------------------------------------ one run per output
+
+
+class OutputLock:
+    """An exclusive ``flock`` on ``OUTPUT.lock`` for the whole run; a second run fails at once, naming the first.
+
+    The file holds the holder's pid, host, start time and command line. It is removed on release while still
+    locked, and a run that locked a file someone just removed retries on the new one, so removal is race-free.
+    The kernel drops the lock when the holder dies, however it dies: a stale file never blocks a rerun.
+    """
+
+    def __init__(self, output: Path):
+        self.output = output
+        self.path = output.with_name(output.name + ".lock")
+        self.fd: int | None = None
+
+    def __enter__(self) -> OutputLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                os.close(fd)
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                raise VisualEntropyError(f"{self.output} is being written by another run "
+                                         f"({self._holder()}); wait for it to finish, or write to another output"
+                                         ) from None
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)  # the holder removed the file between our open and our lock: lock the new one
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                "command": " ".join(sys.argv)}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(info).encode(), 0)
+        self.fd = fd
+        return self
+
+    def _holder(self) -> str:
+        try:
+            info = json.loads(self.path.read_text())
+            return f"pid {info['pid']} on {info['host']}, started {info['started']}: {info['command']}"
+        except (OSError, ValueError, KeyError, TypeError):
+            return f"its lock file {self.path} is held"  # the holder is still writing its details
+
+    def __exit__(self, *exc) -> None:
+        if self.fd is not None:
+            self.path.unlink(missing_ok=True)  # while still locked: see the class docstring
+            os.close(self.fd)
+            self.fd = None
 
 
 # ------------------------------------------------------------------------------------ resumable sidecar
@@ -581,7 +662,8 @@ def add_visual_entropy(
     """Write ``output_path``: the rows of ``input_path`` with ``extra_info["visual_entropy"]``; return the report.
 
     ``batch_size`` is the number of images per encoder forward (rows are never split across batches).
-    Resumes from ``OUTPUT.partial/`` when it exists and matches the input and settings.
+    Resumes from ``OUTPUT.partial/`` when it exists and matches the input and settings. Holds ``OUTPUT.lock``
+    while it runs: a second run on the same output raises at once.
     """
     if on_error not in ("skip", "fail"):
         raise VisualEntropyError(f"on_error must be 'skip' or 'fail', got {on_error!r}")
@@ -593,6 +675,17 @@ def add_visual_entropy(
         raise VisualEntropyError(f"{source}: no such file")
     if source.resolve() == output.resolve():
         raise VisualEntropyError("the output must be a new file, not the input")
+    check_max_pixels(max_pixels)  # before the model loads
+    with OutputLock(output):
+        return _add_visual_entropy(source, output, backend=backend, model=model, image_key=image_key,
+                                   batch_size=batch_size, device=device, dtype=dtype, on_error=on_error,
+                                   max_pixels=max_pixels, overwrite=overwrite, progress=progress,
+                                   job_started=job_started)
+
+
+def _add_visual_entropy(source: Path, output: Path, *, backend: str, model: str | os.PathLike | None,
+                        image_key: str, batch_size: int, device: str, dtype: str, on_error: str,
+                        max_pixels: int | None, overwrite: bool, progress: bool, job_started: float) -> dict:
     identity = _input_identity(source)
     table = pq.read_table(source)
     if image_key not in table.column_names:
@@ -636,6 +729,7 @@ def add_visual_entropy(
     os.replace(tmp, output)
     report = build_report(source, output, featurizer, records, resumed_rows, images_done, seconds)
     report["this_run"]["total_seconds"] = round(time.perf_counter() - job_started, 3)  # with loading and writing
+    report["this_run"]["torch_threads"] = torch.get_num_threads()
     _atomic_write(report_path(output), json.dumps(report, indent=1).encode())
     sidecar.remove()
     return report
@@ -680,7 +774,7 @@ def format_summary(report: dict) -> str:
         f"{report['rows_without_image']} without image, {report['rows_skipped_error']} skipped (image error)"
         + (f"; {run['resumed_rows']} rows resumed from an earlier run" if run["resumed_rows"] else ""),
         f"  this run: {run['images']} images in {run['seconds']:.1f} s ({run['images_per_second'] or 0:.1f} images/s; "
-        f"{run['total_seconds']:.1f} s with loading and writing)",
+        f"{run['total_seconds']:.1f} s with loading and writing; {run.get('torch_threads', '?')} torch threads)",
     ]
     lines += [f"  error: row {e['row']}, image {e['image']}: {e['error']}" for e in report["errors"][:20]]
     if len(report["errors"]) > 20:
@@ -746,12 +840,25 @@ def build_parser() -> argparse.ArgumentParser:
                              f"max_pixels; pixel: {PIXEL_MAX_PIXELS})")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing OUTPUT and discard unfinished work instead of resuming")
+    parser.add_argument("--threads", type=int, default=default_threads(),
+                        help="torch CPU threads (default: half the CPUs this process may use, 1 to 4: a decoding "
+                             "thread and other processes need cores too; more threads than free cores stall "
+                             f"at every parallel region). Default here: {default_threads()}")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
+def default_threads() -> int:
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(4, usable // 2))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.threads < 1:
+        parser.error(f"--threads must be >= 1, got {args.threads}")
+    torch.set_num_threads(args.threads)
     try:
         report = add_visual_entropy(
             args.input, args.output, backend=args.backend, model=args.model, image_key=args.image_key,

@@ -123,6 +123,29 @@ def test_validation_errors_name_the_line(parquet, tmp_path, lines, message):
     assert da.main([parquet, jsonl(tmp_path, *lines), str(out)]) == 2
 
 
+@pytest.mark.parametrize("content, message", [
+    ('{"problem_id": "p0"}\n{"problem_id": "p1", "paraphrases": ["caf\xe9"]}\n'.encode("latin-1"),
+     r"a\.jsonl:2: not UTF-8 \(byte 0xe9 at byte 42 of the line\); save the file as UTF-8"),
+    ('{"problem_id": "p0"}\n'.encode("utf-16"), r"a\.jsonl:1: the file is UTF-16; save it as UTF-8"),
+    (b'{"problem_id": "p0"}\n{"problem_id": "p1", "paraphrases": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n",
+     r"a\.jsonl:2: JSON nested too deeply.*flat lists of strings"),
+])
+def test_encoding_and_nesting_errors_name_the_line_and_fix(parquet, tmp_path, content, message, capsys):
+    path = tmp_path / "a.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(da.AssetError, match=message):
+        da.read_assets(str(path))
+    assert da.main([parquet, str(path), str(tmp_path / "out.parquet")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err
+
+
+def test_utf8_byte_order_mark_is_accepted(tmp_path):
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"problem_id": "p0", "paraphrases": ["caf\xc3\xa9"]}\n')
+    assert da.read_assets(str(path)) == {"p0": {"paraphrases": ["caf\u00e9"]}}
+
+
 def test_unmatched_ids_warn_or_fail_with_strict(parquet, tmp_path):
     assets = jsonl(tmp_path, {"problem_id": "p0", "paraphrases": ["a"]}, {"problem_id": "zz", "paraphrases": ["b"]})
     logged = []

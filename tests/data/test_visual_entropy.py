@@ -526,6 +526,96 @@ def test_extra_info_is_created_when_missing_and_null_rows_are_kept(tmp_path):
         ve.add_visual_entropy(path, tmp_path / "t.parquet", progress=False)
 
 
+HOLD_LOCK = """
+import sys, time
+from pathlib import Path
+from verl_difficulty import visual_entropy as ve
+with ve.OutputLock(Path(sys.argv[1])):
+    print("locked", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_second_run_on_one_output_fails_fast_naming_the_first(dataset, tmp_path, capsys):
+    out = tmp_path / "locked.parquet"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(out), "--marker"], stdout=subprocess.PIPE,
+                              text=True, cwd=ROOT)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(ve.VisualEntropyError, match=rf"{out} is being written by another run \(pid {holder.pid} "
+                                                        r"on .*--marker\); wait for it"):
+            ve.add_visual_entropy(dataset, out, backend="pixel", progress=False)
+        assert ve.main([str(dataset), str(out), "--backend", "pixel", "--no-progress"]) == 1
+        assert f"pid {holder.pid}" in capsys.readouterr().err
+        assert not out.exists() and not (tmp_path / "locked.parquet.partial").exists()  # nothing touched
+    finally:
+        holder.kill()  # SIGKILL: the lock file stays behind, but the kernel released its lock
+        holder.wait()
+    assert (tmp_path / "locked.parquet.lock").exists()
+    report = ve.add_visual_entropy(dataset, out, backend="pixel", progress=False)
+    assert report["rows_with_value"] == 9 and not (tmp_path / "locked.parquet.lock").exists()
+
+
+def test_the_lock_is_held_while_the_run_works(dataset, tmp_path):
+    out = tmp_path / "busy.parquet"
+    seen = []
+    original = ve.PixelPatches.features
+
+    def features_and_try_a_second_run(self, prepared):
+        with pytest.raises(ve.VisualEntropyError, match=f"pid {os.getpid()}"):
+            ve.add_visual_entropy(dataset, out, backend="pixel", progress=False)
+        seen.append(len(prepared))
+        return original(self, prepared)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ve.PixelPatches, "features", features_and_try_a_second_run)
+        ve.add_visual_entropy(dataset, out, backend="pixel", batch_size=4, progress=False)
+    assert seen and out.exists()
+
+
+def test_max_pixels_below_a_few_patches_is_refused(dataset, tiny_model, tmp_path, capsys):
+    out = tmp_path / "tiny.parquet"
+    for backend in ("pixel", "encoder"):
+        with pytest.raises(ve.VisualEntropyError, match=r"--max-pixels 1 is below .* min_pixels 3136.*at least 3136"):
+            ve.add_visual_entropy(dataset, out, backend=backend, model=tiny_model, max_pixels=1, progress=False)
+    assert ve.main([str(dataset), str(out), "--backend", "pixel", "--max-pixels", "784", "--no-progress"]) == 1
+    assert "--max-pixels 784 is below" in capsys.readouterr().err and not out.exists()
+    with pytest.raises(ve.VisualEntropyError, match="--max-pixels 1 is below"):
+        ve.PixelPatches(max_pixels=1)
+    # the smallest accepted bound still separates a flat image from a textured one
+    ve.add_visual_entropy(dataset, out, backend="pixel", max_pixels=ve.MIN_MAX_PIXELS, progress=False)
+    extra = read_extra(out)
+    assert extra[0]["visual_entropy"] == 0.0 and extra[1]["visual_entropy"] > 1.0
+
+
+def test_threads_option_sets_torch_threads(dataset, tmp_path, capsys):
+    before = torch.get_num_threads()
+    try:
+        assert ve.main([str(dataset), str(tmp_path / "t.parquet"), "--backend", "pixel", "--threads", "1",
+                        "--no-progress"]) == 0
+        assert "1 torch threads" in capsys.readouterr().out
+        assert json.loads(ve.report_path(tmp_path / "t.parquet").read_text())["this_run"]["torch_threads"] == 1
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(SystemExit):
+        ve.main([str(dataset), str(tmp_path / "u.parquet"), "--threads", "0"])
+    assert "--threads must be >= 1" in capsys.readouterr().err
+    assert 1 <= ve.default_threads() <= 4
+
+
+def test_cli_sets_a_passive_openmp_wait_policy(tmp_path):
+    probe = ("import runpy, sys; sys.argv = ['ve', '--help']\n"
+             "try:\n    runpy.run_module('verl_difficulty.visual_entropy', run_name='__main__')\n"
+             "except SystemExit:\n    pass\nimport os; print('policy', os.environ.get('OMP_WAIT_POLICY'))")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+    assert "policy PASSIVE" in out.stdout, out.stdout + out.stderr
+    library = subprocess.run([sys.executable, "-c", "import os; import verl_difficulty.visual_entropy; "
+                              "print('policy', os.environ.get('OMP_WAIT_POLICY'))"],
+                             capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+    assert "policy None" in library.stdout, library.stdout + library.stderr  # importing it changes nothing
+
+
 def test_cli_help():
     out = subprocess.run([sys.executable, "-m", "verl_difficulty.visual_entropy", "--help"], capture_output=True,
                          text=True, cwd=ROOT, timeout=120)

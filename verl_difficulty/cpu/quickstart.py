@@ -3,6 +3,7 @@
     python -m verl_difficulty.cpu.quickstart                      # g2rpo, 8 steps, tiny random Qwen2.5-VL
     python -m verl_difficulty.cpu.quickstart --estimator durian   # or diva_grpo, grpo, grpo_vectorized, ...
     python -m verl_difficulty.cpu.quickstart --compare grpo       # + the same run with verl's grpo: step-time ratio
+    python -m verl_difficulty.cpu.quickstart --save-freq 2 --resume   # continue from the last checkpoint
 
 It builds the tiny offline assets (``assets.py``), then runs verl's own entry point
 (``python -m verl.trainer.main_ppo``) in a subprocess on verl's default v1 trainer: async agent-loop rollout on
@@ -10,17 +11,21 @@ the ``hf`` backend, the ``multitask`` reward manager, the estimator, FSDP2 actor
 the weight sync back to the rollout. Everything verl prints goes to ``<out>/<run>/verl.log``; metrics go to
 ``<out>/<run>/metrics.jsonl`` (verl's ``file`` logger) and the console logger; one progress line per step is
 printed here, and a plot of reward and per-task advantage statistics is saved as ``<out>/<run>/metrics.png``.
+Ctrl-C / SIGTERM end every process the run started (Ray's too); a failure prints the error that ended the run.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,6 +55,8 @@ class RunSpec:
     resume_from: str | None = None  # or from this global_step_N folder (e.g. another run's)
     entropy_shaping: bool = False
     extra_overrides: list[str] = field(default_factory=list)
+    # the complete Hydra overrides instead of the quickstart's (a recipe rehearsal: verl_difficulty.recipes)
+    overrides: list[str] | None = None
 
 
 def config_dir() -> str:
@@ -125,17 +132,26 @@ def _resume_overrides(spec: RunSpec) -> list[str]:
     return [f"trainer.resume_mode={'auto' if spec.resume else 'disable'}"]
 
 
-def run_env(run_dir: Path) -> dict[str, str]:
+RUN_MARKER = "VERL_DIFFICULTY_QUICKSTART_RUN"  # in the environment of every process of one verl run, Ray's too
+
+
+def run_env(run_dir: Path, run_id: str = "") -> dict[str, str]:
     env = dict(os.environ)
     env.update({
         "VERL_PLATFORM": "cpu",  # our cpu platform + the verl CPU fixes
         "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",  # ~8 processes share 2 cores
         "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
         "RAY_DEDUP_LOGS": "0", "RAY_USAGE_STATS_ENABLED": "0",
-        "VERL_FILE_LOGGER_PATH": str(run_dir / "metrics.jsonl"),
+        # verl's file logger truncates its file on start: it writes this run's segment, merged into metrics.jsonl
+        "VERL_FILE_LOGGER_PATH": str(run_dir / SEGMENT_FILE),
         "VERL_DIFFICULTY_DIVA_TRACKER": str(run_dir / "diva_tracker.json"),
+        RUN_MARKER: run_id,
     })
     return env
+
+
+METRICS_FILE = "metrics.jsonl"
+SEGMENT_FILE = ".metrics.segment.jsonl"  # what verl's file logger writes while a run (or resumed run) is live
 
 
 def read_metrics(path: Path) -> list[dict]:
@@ -152,28 +168,155 @@ def read_metrics(path: Path) -> list[dict]:
     return [by_step[s] for s in sorted(by_step)]
 
 
+def merge_metrics(*segments: list[dict], up_to: int | None = None) -> list[dict]:
+    """Steps of several segments in step order; a later segment's step wins; steps above ``up_to`` dropped."""
+    merged = {m["step"]: m for segment in segments for m in segment if up_to is None or m["step"] <= up_to}
+    return [merged[s] for s in sorted(merged)]
+
+
 def _write_metrics(path: Path, records: list[dict]) -> None:
-    """Write records back in verl's file-logger format."""
+    """Write records in verl's file-logger format, atomically (a kill leaves the old file or the new one)."""
     lines = [json.dumps({"step": m["step"], "data": {k: v for k, v in m.items() if k != "step"}}) for m in records]
-    path.write_text("".join(line + "\n" for line in lines))
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(line + "\n" for line in lines))
+    os.replace(tmp, path)
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    """End verl's process group (driver, Ray and its workers): TERM, then KILL after 30 s."""
-    import signal
+# ------------------------------------------------------------------------------------- stopping the tree
 
-    if proc.poll() is not None:
-        return
-    for sig, wait_s in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(wait_s)
-            return
-        except subprocess.TimeoutExpired:
+
+def run_processes(run_id: str, root=None, group: int | None = None) -> list:
+    """Every live process of one verl run: the descendants of ``root`` (verl's driver, a ``psutil.Process``), the
+    members of process group ``group`` (the driver's own; Ray's dashboard and runtime-env agents stay in it and
+    carry no marker, and outlive the driver when Ray shuts down untidily), and any process whose environment
+    carries the run's marker (raylet, GCS, workers, which start groups of their own). Processes of other runs and
+    other Ray clusters carry neither. A group's id is not given to a new process while the group has members,
+    so ``group`` stays safe after the driver exits."""
+    import psutil
+
+    found = {}
+    try:
+        if root is not None and root.is_running():  # is_running: the pid still names that process, not a reuse
+            found = {p.pid: p for p in (root, *root.children(recursive=True))}
+    except psutil.Error:
+        pass
+    for process in psutil.process_iter():
+        if process.pid in found or process.pid == os.getpid():
             continue
+        try:
+            if (group is not None and os.getpgid(process.pid) == group) or \
+                    process.environ().get(RUN_MARKER) == run_id:
+                found[process.pid] = process
+        except (psutil.Error, OSError):
+            continue  # gone, or not ours to read
+    return list(found.values())
+
+
+def stop_run(run_id: str, root=None, group: int | None = None, grace_s: float = 5.0) -> int:
+    """SIGTERM every process of the run, SIGKILL what is left after ``grace_s``; returns how many there were."""
+    import psutil
+
+    stopped = 0
+    for _ in range(3):  # again: a process being spawned while we signalled the first set
+        processes = run_processes(run_id, root, group)
+        if not processes:
+            break
+        stopped += len(processes)
+        for process in processes:
+            try:
+                process.terminate()  # psutil checks the pid still names the same process (no pid-reuse kill)
+            except psutil.Error:
+                pass
+        _, alive = psutil.wait_procs(processes, timeout=grace_s)
+        for process in alive:
+            try:
+                process.kill()
+            except psutil.Error:
+                pass
+        psutil.wait_procs(alive, timeout=5)
+    return stopped
+
+
+def _watchdog() -> None:
+    """A separate process (own session): when the quickstart dies without saying "done", even by SIGKILL,
+    the pipe it holds closes and the run's processes are stopped."""
+    import psutil
+
+    run_id, log_path = sys.argv[1], sys.argv[2]
+    root = group = None
+    for line in sys.stdin:  # until EOF: the quickstart exited, however
+        if line.startswith("pid "):  # "pid N CREATE_TIME": the same process, not a later one given its pid
+            try:
+                _, pid, created = line.split()
+                root = psutil.Process(int(pid))
+                root = root if abs(root.create_time() - float(created)) < 1e-3 else None
+                group = int(pid) if root is not None else None  # the driver leads its own group
+            except (psutil.Error, ValueError):
+                root = None  # the run's marker still finds its processes
+        elif line.strip() == "done":
+            return
+    stopped = stop_run(run_id, root, group)
+    with open(log_path, "a") as log:
+        log.write(f"\n[quickstart watchdog] the quickstart process died; stopped {stopped} processes of its run\n")
+
+
+def _start_watchdog(run_id: str, log_path: Path) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k != RUN_MARKER}
+    return subprocess.Popen(
+        [sys.executable, "-c", "from verl_difficulty.cpu.quickstart import _watchdog; _watchdog()", run_id,
+         str(log_path)],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True, env=env,
+        start_new_session=True)  # not in our process group: a group-wide SIGTERM (``timeout``) spares it
+
+
+class Interrupted(BaseException):
+    """SIGTERM / SIGINT / SIGHUP while verl runs (a BaseException: no ``except Exception`` swallows it)."""
+
+    def __init__(self, signum: int):
+        import signal
+
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _signals_raise():
+    """Turn SIGTERM/SIGHUP (and SIGINT) into ``Interrupted`` so the caller's ``finally`` stops the run."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Interrupted(signum)
+
+    signums = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    previous = {signum: signal.signal(signum, handler) for signum in signums}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+@contextlib.contextmanager
+def _signals_ignored():
+    """While the run is being stopped: a second Ctrl-C must not abandon the clean-up half way."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signums = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in signums}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
 
 
 def progress_line(m: dict, total: int) -> str:
@@ -210,68 +353,157 @@ def tree_rss_bytes(pid: int) -> int:
     return total
 
 
-def _error_excerpt(log_path: Path, lines: int = 40) -> str:
-    text = log_path.read_text(errors="replace").splitlines() if log_path.exists() else []
-    marks = [i for i, line in enumerate(text) if "Traceback" in line] or [i for i, line in enumerate(text)
-                                                                          if "Error" in line]
-    start = max(0, (marks[-1] if marks else len(text)) - 5)  # the last traceback: the one that ended the run
-    return "\n".join(text[start:start + lines])
+# ---------------------------------------------------------------------------------------- the root error
+
+# "Name: message" at the start of a line, after Ray's "(TaskRunner pid=12, ip=...)" prefix; dotted module path
+# allowed. Ray's wrappers (RayTaskError(ConfigError): ...) name the root error in parentheses.
+_RAY_PREFIX = re.compile(r"^\((?:[\w.:-]+ )?(?:pid=\d+|raylet|gcs_server)[^)]*\)\s?")
+_EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w]*\.)*(?P<name>[A-Za-z_]\w*(?:Error|Exception|Exit|Interrupt|Failure))"
+                             r"(?:\((?P<wrapped>\w+)\))?: (?P<message>.*)$")
+_WRAPPERS = {"RayTaskError", "RayActorError", "RaySystemError", "ActorDiedError", "ActorUnavailableError"}
+
+
+def root_error(lines: list[str]) -> tuple[int, str] | None:
+    """(line index, "Name: message") of the error that ended a run: the last exception line of the log that is not
+    one of Ray's wrappers around it; its message continues on the following lines up to a blank line or a new
+    traceback. None when the log holds no exception line."""
+    found = None
+    for index, raw in enumerate(lines):
+        line = _RAY_PREFIX.sub("", raw)
+        match = _EXCEPTION_LINE.match(line)
+        if match and match["name"] not in _WRAPPERS:
+            found = index
+    if found is None:
+        return None
+    prefix = _RAY_PREFIX.match(lines[found])
+    prefix = prefix[0] if prefix else ""
+    parts = [lines[found][len(prefix):].strip()]
+    for raw in lines[found + 1:found + 20]:
+        other = _RAY_PREFIX.match(raw)
+        if (other[0] if other else "") != prefix:
+            break  # another process's line: the message has ended
+        line = raw[len(prefix):].rstrip()
+        if (not line.strip() or line.startswith(("Traceback", "During handling", "The above exception", "Set the "))
+                or _EXCEPTION_LINE.match(line) or line.startswith((" File ", "  File "))):
+            break
+        parts.append(line.strip())
+    return found, " ".join(parts)
+
+
+def failure_report(log_path: Path, offset: int = 0, context: int = 12) -> str:
+    """The root error message first, then the log lines leading up to it (ending at it, not before it)."""
+    text = log_path.read_bytes()[offset:].decode(errors="replace").splitlines() if log_path.exists() else []
+    found = root_error(text)
+    if found is None:
+        tail = "\n".join(f"  | {line}" for line in text[-context:])
+        return f"no exception in {log_path}; its last lines:\n{tail}"
+    index, message = found
+    before = "\n".join(f"  | {line}" for line in text[max(0, index - context):index + 1])
+    return f"{message}\n  (from {log_path}; the lines up to it:)\n{before}"
+
+
+# ------------------------------------------------------------------------------------------------ a run
+
+
+def checkpoint_step(spec: RunSpec, run_dir: Path) -> int | None:
+    """The step a resumed run starts after: of ``resume_from``, or of the run's own latest checkpoint."""
+    if spec.resume_from:
+        match = re.search(r"global_step_(\d+)", str(spec.resume_from))
+        return int(match[1]) if match else None
+    if spec.resume:
+        marker = run_dir / "checkpoints" / "latest_checkpointed_iteration.txt"
+        if not marker.is_file():
+            raise RunFailed(f"{spec.name}: --resume, but {run_dir / 'checkpoints'} holds no checkpoint; checkpoints "
+                            "are written with --save-freq N (rerun without --resume to start over)")
+        return int(marker.read_text().strip())
+    return None
 
 
 def run(spec: RunSpec, assets: dict, out_dir: Path, quiet: bool = False, timeout_s: float = 900) -> list[dict]:
-    """Run verl once; returns the per-step metrics. Raises RunFailed with the log's error excerpt."""
+    """Run verl once; returns the per-step metrics (with a resume: the earlier steps too).
+
+    Raises RunFailed with the root error message, and Interrupted on SIGTERM/SIGINT/SIGHUP; either way every
+    process the run started is stopped first. A watchdog process stops them if this process is killed outright.
+    """
+    import psutil
+
     run_dir = out_dir / spec.name
     run_dir.mkdir(parents=True, exist_ok=True)
-    metrics_path = run_dir / "metrics.jsonl"
-    earlier_path = run_dir / "metrics.before_resume.jsonl"
-    if metrics_path.exists():
-        if spec.resume:  # verl's file logger truncates the file: keep the steps logged before the resume
-            merged = {m["step"]: m for m in read_metrics(earlier_path) + read_metrics(metrics_path)}
-            _write_metrics(earlier_path, [merged[s] for s in sorted(merged)])
-        metrics_path.unlink()
-    log_path = run_dir / "verl.log"
+    metrics_path, segment_path, log_path = run_dir / METRICS_FILE, run_dir / SEGMENT_FILE, run_dir / "verl.log"
+    resuming = bool(spec.resume or spec.resume_from)
+    resumed_at = checkpoint_step(spec, run_dir)
+    if resuming:  # keep every step up to the checkpoint, including ones a killed run never merged
+        earlier = merge_metrics(read_metrics(metrics_path), read_metrics(segment_path), up_to=resumed_at)
+    else:
+        earlier = []
+        if metrics_path.exists() and not quiet:
+            print(f"[{spec.name}] starting over: replacing the metrics and log in {run_dir} "
+                  "(--resume continues from its last checkpoint instead)", flush=True)
+    _write_metrics(metrics_path, earlier)
+    segment_path.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "verl.trainer.main_ppo", "--config-path", config_dir(),
-           "--config-name", "verl_difficulty_trainer", *verl_overrides(spec, assets, run_dir)]
+           "--config-name", "verl_difficulty_trainer",
+           *(spec.overrides if spec.overrides is not None else verl_overrides(spec, assets, run_dir))]
     (run_dir / "command.txt").write_text(" \\\n  ".join(cmd) + "\n")
     if not quiet:
-        print(f"[{spec.name}] verl run: {spec.estimator}, {spec.steps} steps, {spec.prompts_per_step} prompts x "
+        what = f"resuming after step {resumed_at}" if resuming else "verl run"
+        print(f"[{spec.name}] {what}: {spec.estimator}, {spec.steps} steps, {spec.prompts_per_step} prompts x "
               f"{spec.samples_per_prompt} samples; log {log_path}", flush=True)
     started = time.monotonic()
-    seen = 0
     peak_rss = 0
-    with open(log_path, "ab" if spec.resume else "wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=run_env(run_dir),
-                                start_new_session=True)
+    run_id = uuid.uuid4().hex
+    with open(log_path, "ab" if resuming else "wb") as log:
+        if resuming:  # the earlier segments stay in the log; a line marks where this one starts
+            log.write(f"\n===== quickstart: resumed after step {resumed_at}, "
+                      f"{time.strftime('%Y-%m-%d %H:%M:%S')} =====\n".encode())
+            log.flush()
+        offset = log.tell()
+        watchdog = _start_watchdog(run_id, log_path)
+        records: list[dict] = []
+        proc = root = None
         try:
-            while proc.poll() is None:
-                time.sleep(0.5)
-                peak_rss = max(peak_rss, tree_rss_bytes(proc.pid))
-                records = read_metrics(metrics_path)
-                for m in records[seen:]:
-                    if not quiet:
-                        print(f"[{spec.name}] " + progress_line(m, spec.steps), flush=True)
-                seen = len(records)
-                if time.monotonic() - started > timeout_s:
-                    raise RunFailed(f"{spec.name}: verl did not finish in {timeout_s:.0f} s; see {log_path}")
+            with _signals_raise():
+                proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=run_env(run_dir, run_id),
+                                        start_new_session=True)  # Ctrl-C reaches us only: we stop the tree
+                root = psutil.Process(proc.pid)
+                watchdog.stdin.write(f"pid {proc.pid} {root.create_time()!r}\n")
+                watchdog.stdin.flush()
+                while proc.poll() is None:
+                    time.sleep(0.5)
+                    peak_rss = max(peak_rss, tree_rss_bytes(proc.pid))
+                    records = _publish(spec, earlier, segment_path, metrics_path, records, quiet)
+                    if time.monotonic() - started > timeout_s:
+                        raise RunFailed(f"{spec.name}: verl did not finish in {timeout_s:.0f} s; see {log_path}")
         finally:
-            _stop(proc)
-    if spec.resume and earlier_path.exists():
-        merged = {m["step"]: m for m in read_metrics(earlier_path) + read_metrics(metrics_path)}
-        _write_metrics(metrics_path, [merged[s] for s in sorted(merged)])
-    records = read_metrics(metrics_path)
-    for m in records[seen:]:
-        if not quiet:
-            print(f"[{spec.name}] " + progress_line(m, spec.steps), flush=True)
+            with _signals_ignored():
+                stop_run(run_id, root, proc.pid if proc else None)
+                records = _publish(spec, earlier, segment_path, metrics_path, records, quiet)
+                with contextlib.suppress(OSError):  # a watchdog that died on its own: nothing to tell it
+                    watchdog.stdin.write("done\n")
+                    watchdog.stdin.close()
+                watchdog.wait()
+    segment_path.unlink(missing_ok=True)  # merged into metrics.jsonl
     if proc.returncode != 0:
-        raise RunFailed(f"{spec.name}: verl exited with {proc.returncode}; from {log_path}:\n"
-                        f"{_error_excerpt(log_path)}")
+        raise RunFailed(f"{spec.name}: verl exited with {proc.returncode}: {failure_report(log_path, offset)}")
     wall_s = time.monotonic() - started
     (run_dir / "resources.json").write_text(json.dumps({"wall_s": round(wall_s, 1),
                                                          "peak_rss_gb": round(peak_rss / 2**30, 2)}) + "\n")
     if not quiet:
         print(f"[{spec.name}] finished in {wall_s:.0f} s; peak memory of all its processes "
               f"{peak_rss / 2**30:.1f} GiB (resident, summed; sampled every 0.5 s)", flush=True)
-    return records
+    return merge_metrics(earlier, records)
+
+
+def _publish(spec: RunSpec, earlier: list[dict], segment_path: Path, metrics_path: Path, shown: list[dict],
+             quiet: bool) -> list[dict]:
+    """New steps of the live segment: printed, and metrics.jsonl rewritten as earlier steps + this segment."""
+    records = read_metrics(segment_path)
+    if len(records) > len(shown):
+        _write_metrics(metrics_path, merge_metrics(earlier, records))
+        if not quiet:
+            for m in records[len(shown):]:
+                print(f"[{spec.name}] " + progress_line(m, spec.steps), flush=True)
+    return records if len(records) >= len(shown) else shown
 
 
 def step_time_ratio(candidate: list[dict], baseline: list[dict], first_step: int = 2) -> tuple[float, list[float]]:
@@ -314,6 +546,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--text-only", action="store_true", help="tiny Qwen2 on the text version of the tasks")
     parser.add_argument("--save-freq", type=int, default=-1,
                         help="save a verl checkpoint every N steps into <out>/<estimator>/checkpoints (default off)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in <out>/<estimator> from its latest checkpoint (written with "
+                             "--save-freq); pass the first run's options again. Its metrics and log are kept")
     parser.add_argument("--entropy-shaping", action="store_true",
                         help="add the per-task entropy-band regulariser (algorithm.entropy_shaping) to the actor loss")
     parser.add_argument("--compare", metavar="ESTIMATOR", default=None,
@@ -329,7 +564,7 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = Path(args.out).resolve()
     started = time.monotonic()
     assets = build_assets(Path(args.assets).resolve() if args.assets else out_dir / "assets")
-    common = dict(steps=args.steps, save_freq=args.save_freq, prompts_per_step=args.prompts,
+    common = dict(steps=args.steps, save_freq=args.save_freq, prompts_per_step=args.prompts, resume=args.resume,
                   samples_per_prompt=args.samples, lr=args.lr,
                   seed=args.seed, text_only=args.text_only, entropy_shaping=args.entropy_shaping,
                   extra_overrides=args.overrides)
@@ -343,6 +578,10 @@ def main(argv: list[str] | None = None) -> int:
     except RunFailed as failure:
         print(f"FAILED: {failure}", file=sys.stderr)
         return 1
+    except Interrupted as stop:
+        print(f"stopped by {stop}: every process of the verl run was ended. Checkpoints written so far are kept; "
+              "rerun with the same options and --resume to continue", file=sys.stderr)
+        return 128 + stop.signum
     main_records = results[args.estimator]
     summary = summarize(main_records)
     print(f"summary ({args.estimator}): " + json.dumps(summary))

@@ -9,9 +9,10 @@ ASSETS.jsonl holds one JSON object per line: {"problem_id": str, "paraphrases": 
 the others get null there (DivaDataset then degrades their text variants to counted duplicates). All
 other columns, the row order and the file's schema metadata are kept. OUTPUT is written atomically.
 
-Errors (exit status 2): a line that is not a JSON object, a missing or non-string problem id, an unknown
-key, a field that is not a list of non-empty strings, a problem id listed twice, and with ``--strict``
-ids that no row of INPUT has (otherwise a warning).
+Errors (exit status 2, one line naming the file, the line and the fix; no traceback): a line that is not
+UTF-8 (a UTF-8 byte-order mark is accepted) or not JSON, JSON nested too deeply to parse, a line that is not
+a JSON object, a missing or non-string problem id, an unknown key, a field that is not a list of non-empty
+strings, a problem id listed twice, and with ``--strict`` ids that no row of INPUT has (otherwise a warning).
 """
 
 from __future__ import annotations
@@ -78,19 +79,38 @@ def _problem_id(value, where: str) -> str:
     return str(value)
 
 
+def _decode_line(raw: bytes, where: str, first: bool) -> str:
+    if first and raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise AssetError(f"{where}: the file is UTF-16; save it as UTF-8 (e.g. iconv -f UTF-16 -t UTF-8)")
+    try:
+        # utf-8-sig on the first line: editors that add a byte-order mark still give valid UTF-8
+        return raw.decode("utf-8-sig" if first else "utf-8")
+    except UnicodeDecodeError as err:
+        raise AssetError(f"{where}: not UTF-8 (byte 0x{raw[err.start]:02x} at byte {err.start + 1} of the line); "
+                         "save the file as UTF-8 (e.g. iconv -f LATIN1 -t UTF-8)") from None
+
+
+def _parse_line(line: str, where: str):
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as err:
+        raise AssetError(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from None
+    except RecursionError:  # the C parser recurses once per nesting level
+        raise AssetError(f"{where}: JSON nested too deeply to parse; an asset line is one object whose "
+                         "'paraphrases' / 'think_steps' are flat lists of strings") from None
+
+
 def read_assets(path: str) -> dict[str, dict[str, list[str]]]:
     """problem id -> {"paraphrases": [...], "think_steps": [...]} (only the fields the line has)."""
     assets: dict[str, dict[str, list[str]]] = {}
     first_line: dict[str, int] = {}
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
+    with open(path, "rb") as handle:  # bytes: a decoding error is reported with its line, not as a traceback
+        for number, raw in enumerate(handle, 1):
+            where = f"{path}:{number}"
+            line = _decode_line(raw, where, first=number == 1)
             if not line.strip():
                 continue
-            where = f"{path}:{number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise AssetError(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from None
+            record = _parse_line(line, where)
             if not isinstance(record, dict):
                 raise AssetError(f"{where}: expected a JSON object, got {type(record).__name__}")
             unknown = sorted(set(record) - {"problem_id", *ASSET_FIELDS})
