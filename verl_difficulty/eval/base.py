@@ -1,0 +1,34 @@
+"""The benchmark record: where the published data lives, how it is read, how an answer is scored."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .io import Sample
+
+__all__ = ["Benchmark", "mean_percent"]
+
+
+def mean_percent(samples: list[Sample], scores: list[float]) -> tuple[float, dict]:
+    return (100.0 * sum(scores) / len(scores) if scores else float("nan")), {}
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """name: the CLI key; dataset: the published Hugging Face dataset the loader reads; split: the split the
+    papers report; exact: True when ``score`` is the benchmark's official rule (or the paper authors'),
+    False when the official harness uses a GPT judge and ``score`` is a rule-based stand-in (``rule`` says
+    which)."""
+
+    name: str
+    title: str
+    dataset: str
+    split: str
+    metric: str
+    exact: bool
+    rule: str
+    load: Callable[[Path, str, int | None], list[Sample]]
+    score: Callable[[Sample, str], float]
+    aggregate: Callable[[list[Sample], list[float]], tuple[float, dict]] = mean_percent
