@@ -705,13 +705,21 @@ def _flatten_rgba(image):
     return background
 
 
-def _make_dataset_class():
+# CPU stand-ins: name -> (module, class) of the dataset whose image path is replaced. DivaDataset subclasses
+# verl's RLHFDataset and inherits its qwen-vl-utils call, so a recipe using it needs its own PIL twin.
+_PIL_VISION_BASES = {"PilVisionRLHFDataset": ("verl.utils.dataset.rl_dataset", "RLHFDataset"),
+                     "PilVisionDivaDataset": ("verl_difficulty.data.diva_dataset", "DivaDataset")}
+
+
+def _make_dataset_class(name: str = "PilVisionRLHFDataset"):
     import asyncio
+    import importlib
 
-    from verl.utils.dataset.rl_dataset import RLHFDataset
+    module, base_name = _PIL_VISION_BASES[name]
+    base = getattr(importlib.import_module(module), base_name)
 
-    class PilVisionRLHFDataset(RLHFDataset):
-        """verl's RLHFDataset with the image path of qwen-vl-utils replaced by PIL (no torchvision)."""
+    class PilVisionRLHFDataset(base):
+        """A verl dataset class with the image path of qwen-vl-utils replaced by PIL (no torchvision)."""
 
         @classmethod
         def _process_multi_modal_info(cls, messages, image_patch_size, config):
@@ -729,15 +737,15 @@ def _make_dataset_class():
             return images, None
 
     PilVisionRLHFDataset.__module__ = __name__
-    PilVisionRLHFDataset.__qualname__ = "PilVisionRLHFDataset"
+    PilVisionRLHFDataset.__name__ = PilVisionRLHFDataset.__qualname__ = name
     return PilVisionRLHFDataset
 
 
 def __getattr__(name: str):
-    # PilVisionRLHFDataset is built on first access (not in __all__): importing this module must not import
-    # verl's dataset stack, which the asset builder does not need.
-    if name == "PilVisionRLHFDataset":
-        cls = _make_dataset_class()
+    # PilVisionRLHFDataset / PilVisionDivaDataset are built on first access (not in __all__): importing this
+    # module must not import verl's dataset stack, which the asset builder does not need.
+    if name in _PIL_VISION_BASES:
+        cls = _make_dataset_class(name)
         globals()[name] = cls
         return cls
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

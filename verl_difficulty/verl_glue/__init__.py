@@ -18,12 +18,21 @@ EXTENSIONS: dict[str, tuple[str, ...]] = {
     "verl.trainer.ppo.ray_trainer": (
         "verl_difficulty.verl_glue.seam:patch_ray_trainer",
         "verl_difficulty.verl_glue.entropy_shaping:patch_legacy_trainer_for_entropy",
+        "verl_difficulty.verl_glue.accuracy_filter:patch_legacy_trainer_for_accuracy_filter",
     ),
-    "verl.trainer.ppo.v1.utils": ("verl_difficulty.verl_glue.seam:patch_v1_utils",),
+    "verl.trainer.ppo.v1.utils": (
+        "verl_difficulty.verl_glue.seam:patch_v1_utils",
+        "verl_difficulty.verl_glue.accuracy_filter:patch_v1_utils_for_accuracy_filter",
+    ),
     "verl.trainer.ppo.v1.trainer_base": (
         "verl_difficulty.verl_glue.seam:patch_v1_trainer",
         "verl_difficulty.verl_glue.entropy_shaping:patch_v1_trainer_for_entropy",
         "verl_difficulty.verl_glue.length_metrics:patch_v1_trainer_for_length_metrics",
+        "verl_difficulty.verl_glue.accuracy_filter:patch_v1_trainer_for_accuracy_filter",
+    ),
+    # OpenVLThinkerV2's accuracy-band dynamic filtering (algorithm.accuracy_filter)
+    "verl.trainer.ppo.v1.replay_buffer": (
+        "verl_difficulty.verl_glue.accuracy_filter:patch_replay_buffer_for_accuracy_filter",
     ),
     # multi-task rewards and entropy shaping (docs/rewards.md)
     "verl.experimental.reward_loop.reward_manager": (
