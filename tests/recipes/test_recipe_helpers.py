@@ -75,3 +75,18 @@ def test_latest_actor_dir(tmp_path):
     cmd = merge_command(actor, Path("/t"))
     assert cmd[1:] == ["-m", "verl.model_merger", "merge", "--backend", "fsdp", "--local_dir", str(actor),
                        "--target_dir", "/t"]
+
+
+def test_merge_runs_the_merger_from_the_checkpoint_folder(tmp_path, monkeypatch):
+    # a Ray job's cwd (Ray's copy of the working_dir) can be gone by the end of a run, and torch then fails to
+    # load in a process started there; the merger must not inherit it
+    from verl_difficulty.recipes import merge
+
+    (tmp_path / "global_step_3" / "actor").mkdir(parents=True)
+    (tmp_path / "latest_checkpointed_iteration.txt").write_text("3")
+    calls = []
+    monkeypatch.setattr(merge.subprocess, "call", lambda cmd, **kw: calls.append((cmd, kw)) or 0)
+    assert merge.main([str(tmp_path), str(tmp_path / "hf")]) == 0
+    (cmd, kw), = calls
+    assert kw["cwd"] == tmp_path / "global_step_3" and kw["cwd"].is_absolute()
+    assert cmd[cmd.index("--local_dir") + 1] == str(tmp_path / "global_step_3" / "actor")

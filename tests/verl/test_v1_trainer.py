@@ -140,3 +140,22 @@ def test_task_key_naming_another_dataset_column_is_fetched_on_v1(v1, stored):
     valid = (batch.response_mask.sum(-1) > 0).tolist()
     want = reference_g2rpo(batch.scores.tolist(), list(batch.uid), list(batch.data_source), valid)
     assert per_row.tolist() == pytest.approx(want, abs=1e-5)
+
+
+def test_reward_extra_info_numbers_are_read_per_row_from_transfer_queue(v1):
+    # the multitask manager's "timeout" flag lives inside each row's extra_fields, not in a column of its own
+    import transfer_queue as tq
+    from transfer_queue import KVBatchMeta
+
+    from verl_difficulty.verl_glue.local_v1 import PARTITION
+    from verl_difficulty.verl_glue.seam import fetch_reward_numbers
+
+    batch = make_batch(num_prompts=3, group_size=4, response_length=5, seed=11, padding_rows=2)
+    flags = [float(i % 3 == 0) for i in range(len(batch.scores))]
+    keys = v1.put_batch(batch, reward_extra_info=[{"acc": 0.0, "timeout": f} for f in flags])
+    listing = tq.kv_list(partition_id=PARTITION)[PARTITION]
+    meta = KVBatchMeta(partition_id=PARTITION, keys=keys, tags=[listing[k] for k in keys])
+    values, valid = fetch_reward_numbers(meta, "timeout", setting="test")
+    np.testing.assert_array_equal(values, flags)
+    np.testing.assert_array_equal(valid, batch.response_mask.sum(-1).numpy() > 0)
+    assert fetch_reward_numbers(meta, "no_such_key", setting="test") is None

@@ -46,13 +46,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trust-remote-code", action="store_true")
     args = parser.parse_args(argv)
     try:
-        actor = latest_actor_dir(args.checkpoint_dir)
+        actor = latest_actor_dir(Path(args.checkpoint_dir).absolute())
     except FileNotFoundError as error:
         print(f"merge: {error}", file=sys.stderr)
         return 1
     cmd = merge_command(actor, args.target_dir, args.backend, args.trust_remote_code)
     print("merge: " + " ".join(cmd), flush=True)
-    return subprocess.call(cmd)
+    # cwd: the checkpoint's folder. Started as a Ray job, our own cwd is Ray's copy of the working_dir, which Ray
+    # may have removed by the end of a long run, and torch cannot load from a removed cwd (MKL: "Cannot load
+    # libtorch_cpu.so")
+    return subprocess.call(cmd, cwd=actor.parent)
 
 
 if __name__ == "__main__":

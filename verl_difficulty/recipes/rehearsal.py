@@ -141,7 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     target = run_dir / "hf"
     cmd = merge_command(latest_actor_dir(run_dir / "checkpoints"), target, trust_remote_code=True)
     with open(run_dir / "merge.log", "wb") as log:
-        code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT)
+        # cwd: the run folder. As a Ray job our own cwd is Ray's copy of the working_dir, which Ray may remove
+        # while the job runs, and torch cannot load from a removed cwd (MKL: "Cannot load libtorch_cpu.so")
+        code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=run_dir)
     if code != 0:
         print(f"FAILED: verl's model merger exited with {code}; see {run_dir / 'merge.log'}", file=sys.stderr)
         return 1

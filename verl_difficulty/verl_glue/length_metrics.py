@@ -54,13 +54,13 @@ def patch_v1_trainer_for_length_metrics(module) -> None:
                 # imported here: reward_manager imports verl's reward-loop package, whose import runs our
                 # registration hook, which imports reward_manager (a cycle if this module imported it at the top)
                 from verl_difficulty.verl_glue.reward_manager import read_manager_config
-                from verl_difficulty.verl_glue.seam import fetch_row_labels, fetch_row_numbers
+                from verl_difficulty.verl_glue.seam import fetch_reward_numbers, fetch_row_labels
 
                 options = read_manager_config(self.config)
                 labels, mask, valid = fetch_row_labels(batch, options.task_key,
                                                        setting="reward.reward_kwargs.task_key")
                 metrics.update(length_metrics(labels, mask.sum(-1), valid, options.max_response_length))
-                timeouts = fetch_row_numbers(batch, "timeout", setting="the multitask reward's extra info")
+                timeouts = fetch_reward_numbers(batch, "timeout", setting="the multitask reward's extra info")
                 if timeouts is not None:
                     metrics.update(timeout_metrics(*timeouts))
             return result

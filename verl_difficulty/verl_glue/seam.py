@@ -237,15 +237,18 @@ def fetch_row_labels(batch, key: str, setting: str) -> tuple[np.ndarray, torch.T
     return read_labels(non_tensor, key, uids, valid, setting=setting), mask, valid
 
 
-def fetch_row_numbers(batch, key: str, setting: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """(one float per row, NaN where a row has none; valid rows) of a v1 batch's ``key``, or None when no row
-    of the batch has that column."""
-    from verl_difficulty.verl_glue.fields import field_for_key, read_numbers
+def fetch_reward_numbers(batch, key: str, setting: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(one float per row of the reward extra-info ``key``, NaN where a row has none; valid rows) of a v1 batch,
+    or None when no row's reward extra info has that key."""
+    from verl_difficulty.verl_glue.fields import read_numbers
 
-    non_tensor, _, uids, valid = _fetch_rows(batch, field_for_key(key))
-    if not non_tensor:
+    non_tensor, _, uids, valid = _fetch_rows(batch, _TQ_EXTRA_FIELDS)
+    flat: dict = {}
+    if non_tensor:
+        _add_reward_extra_info(flat, non_tensor[_TQ_EXTRA_FIELDS])
+    if key not in flat:
         return None
-    return read_numbers(non_tensor, key, uids, valid, setting=setting, allow_bool=True), valid
+    return read_numbers(flat, key, uids, valid, setting=setting, allow_bool=True), valid
 
 
 def _add_reward_extra_info(non_tensor_batch: dict, extra_fields: np.ndarray) -> None:
