@@ -22,11 +22,12 @@ import sys
 import time
 
 os.environ.setdefault("VERL_USE_EXTERNAL_PLUGINS", "verl_difficulty")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # `examples` from the checkout
 
 import torch  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
-from verl_difficulty.synthetic import make_batch  # noqa: E402
+from examples.synthetic import make_batch  # noqa: E402
 
 DEFAULT_SHAPES = "512x8x2048,2048x16x4096"
 BASELINES = ("grpo", "grpo_vectorized")
@@ -81,6 +82,27 @@ def time_shape(shape, estimators, repeats: int, device: torch.device, seed: int,
     return times
 
 
+def measure(shapes: str = DEFAULT_SHAPES, estimators=BASELINES + OURS, repeats: int = 9, device: str = "cpu",
+            seed: int = 0, mask_dtype: str = "int64") -> list[dict]:
+    """One row per (shape, estimator): median seconds and the ratios to grpo_vectorized and grpo."""
+    import verl  # noqa: F401  (loads the plugin through verl's entry point)
+
+    rows = []
+    for text in shapes.split(","):
+        times = time_shape(parse_shape(text), list(estimators), repeats, torch.device(device), seed,
+                           getattr(torch, mask_dtype))
+        median = {name: statistics.median(values) for name, values in times.items()}
+        for name in estimators:
+            rows.append({
+                "shape": text, "estimator": name, "ours": name in OURS, "mask_dtype": mask_dtype,
+                "repeats": repeats, "median_ms": 1e3 * median[name],
+                "vs_grpo_vectorized": median[name] / median["grpo_vectorized"] if "grpo_vectorized" in median
+                else float("nan"),
+                "vs_grpo": median[name] / median["grpo"] if "grpo" in median else float("nan"),
+            })
+    return rows
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shapes", default=DEFAULT_SHAPES, help="comma list of PROMPTSxGROUPxTOKENS")
@@ -96,11 +118,8 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    import verl  # noqa: F401  (loads the plugin through verl's entry point)
-
     estimators = [name.strip() for name in args.estimators.split(",") if name.strip()]
-    device = torch.device(args.device)
-    print(f"device={device} torch={torch.__version__} threads={torch.get_num_threads()} repeats={args.repeats} "
+    print(f"device={args.device} torch={torch.__version__} threads={torch.get_num_threads()} repeats={args.repeats} "
           f"mask={args.mask_dtype}")
     header = (f"{'shape (prompts x n x tokens)':<30}{'estimator':<18}{'median ms':>11}"
               f"{'/ grpo_vectorized':>19}{'/ grpo':>9}")
@@ -108,15 +127,11 @@ def main(argv=None) -> int:
     print("-" * len(header))
     worst = 0.0
     for text in args.shapes.split(","):
-        shape = parse_shape(text)
-        times = time_shape(shape, estimators, args.repeats, device, args.seed, getattr(torch, args.mask_dtype))
-        median = {name: statistics.median(values) for name, values in times.items()}
-        for name in estimators:
-            vs_vec = median[name] / median["grpo_vectorized"] if "grpo_vectorized" in median else float("nan")
-            vs_grpo = median[name] / median["grpo"] if "grpo" in median else float("nan")
-            if name in OURS:
-                worst = max(worst, vs_vec)
-            print(f"{text:<30}{name:<18}{1e3 * median[name]:>11.1f}{vs_vec:>19.3f}{vs_grpo:>9.3f}")
+        for row in measure(text, estimators, args.repeats, args.device, args.seed, args.mask_dtype):
+            if row["ours"]:
+                worst = max(worst, row["vs_grpo_vectorized"])
+            print(f"{text:<30}{row['estimator']:<18}{row['median_ms']:>11.1f}{row['vs_grpo_vectorized']:>19.3f}"
+                  f"{row['vs_grpo']:>9.3f}")
         sys.stdout.flush()
     print(f"worst ratio of ours to grpo_vectorized: {worst:.3f}")
     return 0

@@ -9,10 +9,10 @@ N synthetic JPEG images of one size (textured: gradients, a checkerboard and noi
 
 Each timing is repeated (`--repeats`) and the best is reported.
 
-The encoder runs a RANDOMLY initialised Qwen2.5-VL vision tower: `--tower tiny` (the test suite's toy tower,
-measures our overhead) or `--tower 7b` (the real Qwen2.5-VL-7B tower shape, 32 blocks of width 1280: realistic
-cost, random weights), or a real local checkpoint with `--model PATH`. Throughput does not depend on the
-weights' values.
+The encoder runs a RANDOMLY initialised Qwen2.5-VL vision tower: `--tower tiny` (the tiny Qwen2.5-VL of
+verl_difficulty.cpu.tiny_models, measures our overhead) or `--tower 7b` (the real Qwen2.5-VL-7B tower shape, 32
+blocks of width 1280: realistic cost, random weights), or a real local checkpoint with `--model PATH`. Throughput
+does not depend on the weights' values.
 
     python benchmarks/bench_visual_entropy.py                                  # 64 images, 448x448, tiny tower
     python benchmarks/bench_visual_entropy.py --tower 7b --images 4 --batch-size 4 --backends encoder
@@ -37,6 +37,7 @@ from PIL import Image
 
 from verl_difficulty import visual_entropy as ve
 from verl_difficulty.core.spectral import spectral_entropies
+from verl_difficulty.cpu.tiny_models import write_vl_checkpoint
 
 # Qwen2.5-VL-7B-Instruct's vision_config (config.json on the hub), for a random tower of the real shape.
 QWEN25_VL_7B_VISION = {
@@ -120,6 +121,39 @@ def time_command(backend: str, model_dir: Path | None, jpegs: list[bytes], batch
     return report["this_run"]["seconds"]
 
 
+def measure(images: int = 64, size: int = 448, batch_size: int = 16, device: str = "auto",
+            backends: str = "pixel,encoder", tower: str = "tiny", model: str | None = None,
+            max_pixels: int = 1280 * 28 * 28, repeats: int = 3) -> list[dict]:
+    """One row per backend: images/s of prepare, features+entropy and the whole command (best of `repeats`)."""
+    jpegs = synthetic_jpegs(images, size)
+    device = str(ve.resolve_device(device))
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        model_dir = Path(model) if model else None
+        for backend in backends.split(","):
+            if backend == "encoder" and model_dir is None:
+                if tower == "tiny":
+                    model_dir = write_vl_checkpoint(folder / "tiny-random-qwen2.5-vl", max_pixels=max_pixels)
+                else:
+                    model_dir = write_random_tower(folder / "random-qwen2.5-vl-7b-tower", QWEN25_VL_7B_VISION,
+                                                   max_pixels)
+            featurizer = make_featurizer(backend, model_dir, device, max_pixels)
+            # best of `repeats`: on a shared machine, other processes only ever make a run slower
+            stages = [time_stages(featurizer, jpegs, batch_size) for _ in range(repeats)]
+            prepare_s, features_s = min(s[0] for s in stages), min(s[1] for s in stages)
+            del featurizer  # free the tower before the command loads its own
+            command_s = min(time_command(backend, model_dir, jpegs, batch_size, device, max_pixels, folder)
+                            for _ in range(repeats))
+            rows.append({
+                "backend": "pixel-proxy" if backend == "pixel" else f"encoder:{model_dir.name}",
+                "images": images, "size": size, "batch_size": batch_size, "device": device, "repeats": repeats,
+                "prepare_images_per_s": images / prepare_s, "features_entropy_images_per_s": images / features_s,
+                "command_images_per_s": images / command_s,
+            })
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=64)
@@ -133,35 +167,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timings repeated; the best is reported")
     args = parser.parse_args(argv)
 
-    jpegs = synthetic_jpegs(args.images, args.size)
-    device = str(ve.resolve_device(args.device))
-    results = []
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        model_dir = Path(args.model) if args.model else None
-        for backend in args.backends.split(","):
-            if backend == "encoder" and model_dir is None:
-                if args.tower == "tiny":
-                    model_dir = ve.write_tiny_checkpoint(folder / "tiny-random-qwen2.5-vl", max_pixels=args.max_pixels)
-                else:
-                    model_dir = write_random_tower(folder / "random-qwen2.5-vl-7b-tower", QWEN25_VL_7B_VISION,
-                                                   args.max_pixels)
-            featurizer = make_featurizer(backend, model_dir, device, args.max_pixels)
-            # best of `repeats`: on a shared machine, other processes only ever make a run slower
-            stages = [time_stages(featurizer, jpegs, args.batch_size) for _ in range(args.repeats)]
-            prepare_s, features_s = min(s[0] for s in stages), min(s[1] for s in stages)
-            del featurizer  # free the tower before the command loads its own
-            command_s = min(time_command(backend, model_dir, jpegs, args.batch_size, device, args.max_pixels, folder)
-                            for _ in range(args.repeats))
-            label = "pixel-proxy" if backend == "pixel" else f"encoder:{model_dir.name}"
-            results.append((label, prepare_s, features_s, command_s))
-
-    n = args.images
-    print(f"{n} images of {args.size}x{args.size}, batch size {args.batch_size}, device {device}, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, best of {args.repeats}")
+    rows = measure(args.images, args.size, args.batch_size, args.device, args.backends, args.tower, args.model,
+                   args.max_pixels, args.repeats)
+    print(f"{args.images} images of {args.size}x{args.size}, batch size {args.batch_size}, device "
+          f"{rows[0]['device'] if rows else args.device}, torch {torch.__version__}, {torch.get_num_threads()} CPU "
+          f"threads, best of {args.repeats}")
     print(f"{'backend':34s} {'prepare':>12s} {'features+H':>12s} {'command':>12s}   (images/s)")
-    for label, prepare_s, features_s, command_s in results:
-        print(f"{label:34s} {n / prepare_s:12.3g} {n / features_s:12.3g} {n / command_s:12.3g}")
+    for row in rows:
+        print(f"{row['backend']:34s} {row['prepare_images_per_s']:12.3g} {row['features_entropy_images_per_s']:12.3g} "
+              f"{row['command_images_per_s']:12.3g}")
     print("command line: python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])]))
 
 

@@ -14,6 +14,13 @@ import tempfile
 import pytest
 
 
+def select_test_files(site: str) -> list[str]:
+    """verl's CPU tests this run uses, under ``site`` (the directory holding ``verl`` and verl's ``tests``)."""
+    files = sorted(glob.glob(os.path.join(site, "tests", "trainer", "ppo", "*_on_cpu.py")))
+    files.append(os.path.join(site, "tests", "trainer", "test_multi_trajectories_advantage_on_cpu.py"))
+    return files
+
+
 def main() -> int:
     import verl  # noqa: F401  (loads entry points)
     from verl.trainer.ppo import core_algos
@@ -23,8 +30,7 @@ def main() -> int:
         return 2
     spec = importlib.util.find_spec("verl")
     site = os.path.dirname(os.path.dirname(spec.origin))
-    files = sorted(glob.glob(os.path.join(site, "tests", "trainer", "ppo", "*_on_cpu.py")))
-    files.append(os.path.join(site, "tests", "trainer", "test_multi_trajectories_advantage_on_cpu.py"))
+    files = select_test_files(site)
     missing = [f for f in files if not os.path.exists(f)]
     if missing or len(files) < 2:
         print(f"verl's CPU tests not found in its wheel: {missing or files}")

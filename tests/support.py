@@ -144,7 +144,7 @@ def _exact_quantile(values, q):
 
 
 def reference_durian(rewards, uids, valid, entropy, confidence, alphas=(0.1, 0.2, 0.7), b=12,
-                     quantiles=(0.25, 0.75), thresholds=None, include_zero_variance=False, min_bucket=2, eps=1e-6,
+                     quantiles=(0.25, 0.75), thresholds=None, include_degenerate=False, min_bucket=2, eps=1e-6,
                      rule="closed_quantile"):
     """Durian per the spec, written with dictionaries and loops."""
     import math
@@ -156,8 +156,8 @@ def reference_durian(rewards, uids, valid, entropy, confidence, alphas=(0.1, 0.2
             groups[uids[i]].append(i)
     mean = {g: sum(rewards[i] for i in m) / len(m) for g, m in groups.items()}
     own = {g: statistics.stdev([rewards[i] for i in m]) if len(m) > 1 else 0.0 for g, m in groups.items()}
-    zero_var = {g for g, m in groups.items() if len(m) == 1 or len({rewards[i] for i in m}) == 1}
-    eligible = [g for g in groups if include_zero_variance or g not in zero_var]
+    degenerate = {g for g, m in groups.items() if len(m) == 1 or len({rewards[i] for i in m}) == 1}
+    eligible = [g for g in groups if include_degenerate or g not in degenerate]
     h = {g: entropy[m[0]] for g, m in groups.items()}  # a per-prompt value: its first row's
     conf = {g: sum(confidence[i] for i in m) / len(m) for g, m in groups.items()}
     with_image = {g: h[g] for g in eligible if not math.isnan(h[g])}

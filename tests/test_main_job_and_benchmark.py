@@ -14,7 +14,7 @@ ENV = {**os.environ, "VERL_USE_EXTERNAL_PLUGINS": "verl_difficulty"}
 
 @pytest.mark.ray
 def test_main_job_runs_both_trainers():
-    out = subprocess.run([sys.executable, "-m", "verl_difficulty.demo", "--prompts", "12", "--n", "4"],
+    out = subprocess.run([sys.executable, "examples/demo.py", "--prompts", "12", "--n", "4"],
                          capture_output=True, text=True, env=ENV, timeout=600, cwd=ROOT)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "[legacy trainer]" in out.stdout and "[v1 trainer]" in out.stdout

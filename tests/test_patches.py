@@ -257,7 +257,11 @@ from verl.workers.engine.fsdp import transformer_impl
 assert distributed.__file__.startswith(sys.argv[1]) and transformer_impl.__file__.startswith(sys.argv[1])
 assert "verl_difficulty.cpu.verl_fixes" in sys.modules  # the fixes were installed ...
 function = distributed.initialize_global_process_group_ray
-assert not hasattr(function, "__verl_difficulty_cpu_fix__") and not hasattr(function, "__wrapped__")  # ... but idle
+assert not hasattr(function, "__verl_difficulty_extension__") and not hasattr(function, "__wrapped__")  # ... but idle
+from verl_difficulty.verl_glue import patches
+
+assert patches.installed()["verl.utils.distributed:initialize_global_process_group_ray"].startswith("stepped aside")
+assert patches.installed()["verl.workers.engine.base:EngineRegistry[cpu]"].startswith("stepped aside")
 assert engine_workers.initialize_global_process_group_ray is function
 assert device.get_device_name() == "cpu" and distributed.get_process_group_backend() == "gloo"
 assert EngineRegistry.get_engine_cls("language_model", "fsdp2") is transformer_impl.FSDPEngineWithLMHead

@@ -35,7 +35,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 OK, FAIL, SKIP = "ok", "FAIL", "skip"
-ESTIMATORS = ("g2rpo", "durian", "diva_grpo")
 REWARD_MANAGER = "multitask"
 TOKEN_PREFIX = ".preflight-token-"
 
@@ -103,6 +102,8 @@ def check_plugin() -> Row:
     except Exception as error:  # noqa: BLE001 - any import failure is the finding
         return Row("plugin", "", FAIL, f"verl does not import: {type(error).__name__}: {error}",
                    "install verl==0.9.1 in this node's Python")
+    from verl_difficulty.verl_glue.estimators import ESTIMATORS  # our registry: the names verl must know
+
     missing = [name for name in ESTIMATORS if name not in core_algos.ADV_ESTIMATOR_REGISTRY]
     if REWARD_MANAGER not in reward_manager.registry.REWARD_MANAGER:
         missing.append(f"reward manager {REWARD_MANAGER}")

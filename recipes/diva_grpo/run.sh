@@ -217,17 +217,17 @@ ALGORITHM=(
     algorithm.adv_estimator="${ESTIMATOR}"
     algorithm.norm_adv_by_std_in_grpo=True                      # the grpo baseline: verl's standard GRPO
     algorithm.use_kl_in_reward=False                            # [paper][script] algorithm.disable_kl=true
-    algorithm.diva.local_weight=1.0                             # [paper] A = local + global
-    algorithm.diva.global_weight=1.0
-    algorithm.diva.kappa="${KAPPA}"
-    algorithm.diva.eta="${ETA}"
-    algorithm.diva.batch_norm="${BATCH_NORM}"
-    algorithm.diva.padded_width="${PADDED_WIDTH}"
-    algorithm.diva.rrb="${RRB}"
-    algorithm.diva.reward_range="${REWARD_RANGE}"
-    algorithm.diva.tracker_rule="${TRACKER_RULE}"
-    algorithm.diva.tracker_signal="${TRACKER_SIGNAL}"
-    algorithm.diva.accuracy_key=acc                             # the multitask manager's accuracy alone
+    algorithm.diva_grpo.local_weight=1.0                        # [paper] A = local + global
+    algorithm.diva_grpo.global_weight=1.0
+    algorithm.diva_grpo.kappa="${KAPPA}"
+    algorithm.diva_grpo.eta="${ETA}"
+    algorithm.diva_grpo.batch_norm="${BATCH_NORM}"
+    algorithm.diva_grpo.padded_width="${PADDED_WIDTH}"
+    algorithm.diva_grpo.rrb="${RRB}"
+    algorithm.diva_grpo.reward_range="${REWARD_RANGE}"
+    algorithm.diva_grpo.tracker_rule="${TRACKER_RULE}"
+    algorithm.diva_grpo.tracker_signal="${TRACKER_SIGNAL}"
+    algorithm.diva_grpo.accuracy_key=acc                        # the multitask manager's accuracy alone
     algorithm.filter_groups.enable=False                        # [cfg] online_filtering false
 )
 

@@ -10,18 +10,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from support import reference_diva, reference_step_table
 
-from verl_difficulty.core.diva import diva_scores, update_difficulty
+from verl_difficulty.core.diva import diva_advantages, update_difficulty
 from verl_difficulty.core.groups import factorize
 
 
-def run(rewards, uids, problems, difficulty, valid=None, lengths=None, dtype=torch.float64, **kwargs):
+def run(rewards, uids, problems, difficulty, valid_rows=None, lengths=None, dtype=torch.float64, **kwargs):
     n = len(rewards)
-    valid = [True] * n if valid is None else valid
+    valid_rows = [True] * n if valid_rows is None else valid_rows
     lengths = [1] * n if lengths is None else lengths
-    return diva_scores(
-        torch.tensor(rewards, dtype=dtype), factorize(np.asarray(uids, dtype=object))[0],
+    return diva_advantages(
+        torch.tensor(rewards, dtype=dtype), factorize(np.asarray(uids, dtype=object))[0], torch.tensor(valid_rows),
         factorize(np.asarray(problems, dtype=object))[0], torch.tensor(difficulty, dtype=torch.float64),
-        torch.tensor(valid), torch.tensor(lengths), **kwargs)
+        torch.tensor(lengths), **kwargs)
 
 
 def random_case(seed):
@@ -37,20 +37,20 @@ def random_case(seed):
                 difficulty.append(d)
                 rewards.append(float(rng.integers(0, 5)) / 4 if rng.random() < 0.7 else float(rng.random() * 0.14))
                 lengths.append(int(rng.integers(1, 9)))
-    valid = [bool(x) for x in rng.random(len(uids)) > 0.1]
-    return rewards, uids, problems, difficulty, valid, lengths
+    valid_rows = [bool(x) for x in rng.random(len(uids)) > 0.1]
+    return rewards, uids, problems, difficulty, valid_rows, lengths
 
 
 @pytest.mark.parametrize("seed", range(25))
 @pytest.mark.parametrize("batch_norm", ["response", "padded_tokens"])
 @pytest.mark.parametrize("rrb", ["paper", "code", "off"])
 def test_agrees_with_slow_reference_in_every_mode(seed, batch_norm, rrb):
-    rewards, uids, problems, difficulty, valid, lengths = random_case(seed)
+    rewards, uids, problems, difficulty, valid_rows, lengths = random_case(seed)
     kwargs = dict(batch_norm=batch_norm, rrb=rrb, reward_range=1.0 + (seed % 3), kappa=0.1 * (1 + seed % 2),
                   local_weight=1.0, global_weight=0.5 + seed % 2)
     width = 12 if seed % 2 else None  # the padded tensor may be wider than the longest response in it
-    got = run(rewards, uids, problems, difficulty, valid, lengths, padded_width=width, **kwargs).advantages
-    want = reference_diva(rewards, uids, problems, difficulty, valid, lengths, width=width, **kwargs)
+    got = run(rewards, uids, problems, difficulty, valid_rows, lengths, padded_width=width, **kwargs).advantages
+    want = reference_diva(rewards, uids, problems, difficulty, valid_rows, lengths, width=width, **kwargs)
     assert got.tolist() == pytest.approx(want, abs=1e-6)
 
 
@@ -82,7 +82,7 @@ def test_problem_without_variant_has_global_equal_local():
 
 def test_singleton_groups_get_zero_and_padding_is_ignored():
     res = run([1.0, 0.0, 1.0, 0.7, 9.0], ["a", "a", "b", "c", "d"], ["p", "p", "q", "r", "p"], [5.0] * 5,
-              valid=[True, True, True, True, False])
+              valid_rows=[True, True, True, True, False])
     assert res.singleton_local.tolist() == [False, False, True, True, False]
     assert res.singleton_global.tolist() == [False, False, True, True, False]
     assert res.advantages[2:].tolist() == [0.0, 0.0, 0.0]
@@ -110,14 +110,15 @@ def test_property_finite_and_permutation_equivariant(data):
     uids = data.draw(st.lists(st.sampled_from("abcde"), min_size=n, max_size=n))
     problem_of = {u: data.draw(st.sampled_from("xyz")) for u in set(uids)}
     difficulty = data.draw(st.lists(st.floats(1, 9), min_size=n, max_size=n))
-    valid = data.draw(st.lists(st.booleans(), min_size=n, max_size=n))
+    valid_rows = data.draw(st.lists(st.booleans(), min_size=n, max_size=n))
     problems = [problem_of[u] for u in uids]
     mode = data.draw(st.sampled_from(["paper", "code", "off"]))
-    base = run(rewards, uids, problems, difficulty, valid, rrb=mode, reward_range=2e3).advantages
+    base = run(rewards, uids, problems, difficulty, valid_rows, rrb=mode, reward_range=2e3).advantages
     assert torch.isfinite(base).all()
     perm = data.draw(st.permutations(range(n)))
     p = lambda xs: [xs[i] for i in perm]  # noqa: E731
-    permuted = run(p(rewards), p(uids), p(problems), p(difficulty), p(valid), rrb=mode, reward_range=2e3).advantages
+    permuted = run(p(rewards), p(uids), p(problems), p(difficulty), p(valid_rows), rrb=mode,
+                   reward_range=2e3).advantages
     assert torch.allclose(permuted, base[list(perm)], atol=1e-9)
 
 

@@ -12,7 +12,7 @@ from support import reference_durian
 from verl_difficulty.core.durian import (
     closed_buckets,
     closed_quantile_buckets,
-    durian_scores,
+    durian_advantages,
     midrank_fraction,
     rank_buckets,
 )
@@ -21,12 +21,12 @@ from verl_difficulty.core.groups import factorize
 NAN = float("nan")
 
 
-def run(rewards, uids, entropy, confidence, valid=None, **kwargs):
+def run(rewards, uids, entropy, confidence, valid_rows=None, **kwargs):
     rewards = torch.as_tensor(rewards, dtype=torch.float64)
-    valid = torch.ones(len(rewards), dtype=torch.bool) if valid is None else torch.as_tensor(valid)
+    valid_rows = torch.ones(len(rewards), dtype=torch.bool) if valid_rows is None else torch.as_tensor(valid_rows)
     group_ids, _ = factorize(np.asarray(uids, dtype=object))
-    return durian_scores(rewards, group_ids, valid, torch.as_tensor(entropy, dtype=torch.float64),
-                         torch.as_tensor(confidence, dtype=torch.float64), **kwargs)
+    return durian_advantages(rewards, group_ids, valid_rows, torch.as_tensor(entropy, dtype=torch.float64),
+                             torch.as_tensor(confidence, dtype=torch.float64), **kwargs)
 
 
 def test_spec_worked_example_7_of_8():
@@ -63,23 +63,23 @@ def random_case(seed, no_image=0.2, padding=0.1):
             rewards.append(float(rng.integers(0, 2)) if kind == 0 else float(rng.integers(0, 5)) / 4
                            if kind == 1 else float(rng.normal()))
     order = rng.permutation(len(uids))
-    valid = rng.random(len(uids)) > padding
+    valid_rows = rng.random(len(uids)) > padding
     pick = lambda xs: [xs[i] for i in order]  # noqa: E731
-    return pick(rewards), pick(uids), pick(entropy), pick(confidence), [bool(valid[i]) for i in order]
+    return pick(rewards), pick(uids), pick(entropy), pick(confidence), [bool(valid_rows[i]) for i in order]
 
 
 @pytest.mark.parametrize("seed", range(40))
 @pytest.mark.parametrize("include", [False, True])
 @pytest.mark.parametrize("rule", ["closed_quantile", "half_open_rank"])
 def test_agrees_with_slow_reference(seed, include, rule):
-    rewards, uids, entropy, confidence, valid = random_case(seed)
+    rewards, uids, entropy, confidence, valid_rows = random_case(seed)
     b = [1, 3, 12][seed % 3]
     # thresholds on the integer grid of H hit both closed and half-open boundaries
     thresholds = [(1.5, 3.5), (1.0, 3.0)][seed % 8 // 4] if seed % 4 == 0 else None
-    got = run(rewards, uids, entropy, confidence, valid, num_reasoning_buckets=b, perceptual_thresholds=thresholds,
-              include_zero_variance_groups=include, perceptual_bucket_rule=rule).advantages
-    want = reference_durian(rewards, uids, valid, entropy, confidence, b=b, thresholds=thresholds,
-                            include_zero_variance=include, rule=rule)
+    got = run(rewards, uids, entropy, confidence, valid_rows, num_reasoning_buckets=b, perceptual_thresholds=thresholds,
+              include_degenerate_groups=include, perceptual_bucket_rule=rule).advantages
+    want = reference_durian(rewards, uids, valid_rows, entropy, confidence, b=b, thresholds=thresholds,
+                            include_degenerate=include, rule=rule)
     assert got.tolist() == pytest.approx(want, abs=1e-7)
 
 
@@ -142,16 +142,16 @@ def test_closed_buckets_match_numpy_quantiles_on_random_data():
         assert closed_buckets(torch.from_numpy(values), float(low), float(high)).tolist() == want.tolist()
 
 
-def test_zero_variance_groups_leave_bucket_populations_unless_asked():
+def test_degenerate_groups_leave_bucket_populations_unless_asked():
     uids = ["a", "a", "b", "b", "c", "c", "c", "c"]
     rewards = [1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0]  # a, b: 1 of 2; c: all zero
     common = dict(alphas=(0.0, 1.0, 0.0), perceptual_thresholds=(0.0, 9.0))
     excluded = run(rewards, uids, [5.0] * 8, [-1.0] * 8, **common)
-    included = run(rewards, uids, [5.0] * 8, [-1.0] * 8, include_zero_variance_groups=True, **common)
+    included = run(rewards, uids, [5.0] * 8, [-1.0] * 8, include_degenerate_groups=True, **common)
     assert excluded.perceptual_size[1].item() == 4 and included.perceptual_size[1].item() == 8
     assert excluded.perceptual_std[1].item() > included.perceptual_std[1].item()
     assert excluded.advantages[4:].abs().sum() == 0 and included.advantages[4:].abs().sum() == 0
-    assert excluded.zero_variance.tolist() == [False] * 4 + [True] * 4
+    assert excluded.degenerate.tolist() == [False] * 4 + [True] * 4
 
 
 def test_small_bucket_falls_back_to_the_groups_own_std():
@@ -168,7 +168,7 @@ def test_bucket_with_zero_std_contributes_nothing_but_is_not_a_fallback():
     # A bucket whose pooled rewards are all equal can only hold zero-variance groups (included here on
     # purpose); their numerator is 0, so they get 0 and are not counted as being on a fallback path.
     res = run([1.0, 1.0, 1.0, 0.0], ["a", "a", "b", "b"], [2.0, 2.0, 8.0, 8.0], [-1.0] * 4,
-              include_zero_variance_groups=True, perceptual_thresholds=(1.0, 5.0), alphas=(0.0, 1.0, 0.0))
+              include_degenerate_groups=True, perceptual_thresholds=(1.0, 5.0), alphas=(0.0, 1.0, 0.0))
     assert res.perceptual_std[1].item() == 0.0
     assert res.perceptual_fallback[:2].tolist() == [False, False]  # zero-variance rows are not "fallback"
     assert res.advantages[:2].abs().sum() == 0
@@ -186,7 +186,7 @@ def test_padding_rows_get_zero_and_change_nothing():
     rewards, uids, entropy, confidence, _ = random_case(7, padding=0.0)
     base = run(rewards, uids, entropy, confidence).advantages
     padded = run(rewards + [9.0, -9.0], uids + ["pad0", uids[0]], entropy + [1.0, 1.0], confidence + [-9.0, 0.0],
-                 valid=[True] * len(rewards) + [False, False]).advantages
+                 valid_rows=[True] * len(rewards) + [False, False]).advantages
     assert padded[-2:].tolist() == [0.0, 0.0]
     assert torch.equal(padded[:-2], base)
 
@@ -196,7 +196,7 @@ def test_dapo_filtered_batch_with_uneven_groups():
     rewards = [1, 0, 0, 1, 1, 0, 1, 0, 0, 0, 1]
     uids = ["a"] * 2 + ["b"] * 3 + ["c"] * 6
     res = run([float(r) for r in rewards], uids, [1.0, 1.0, 2.0, 2.0, 2.0] + [3.0] * 6, [-1.0] * 11)
-    assert torch.isfinite(res.advantages).all() and not res.zero_variance.any()
+    assert torch.isfinite(res.advantages).all() and not res.degenerate.any()
     for g in "abc":
         rows = [i for i, u in enumerate(uids) if u == g]
         assert abs(res.advantages[rows].sum().item()) < 1e-9  # per-prompt mean is kept
@@ -222,47 +222,47 @@ def batches(draw):
                                       st.floats(0, 10, allow_nan=False))) for u in set(uids)}
     rewards = draw(st.lists(st.floats(-1e6, 1e6, allow_nan=False, width=32), min_size=n, max_size=n))
     confidence = draw(st.lists(st.sampled_from([-2.0, -1.0, -0.5]), min_size=n, max_size=n))
-    valid = draw(st.lists(st.booleans(), min_size=n, max_size=n))
-    return rewards, uids, [per_prompt_h[u] for u in uids], confidence, valid
+    valid_rows = draw(st.lists(st.booleans(), min_size=n, max_size=n))
+    return rewards, uids, [per_prompt_h[u] for u in uids], confidence, valid_rows
 
 
 @settings(max_examples=150, deadline=None)
 @given(batches(), st.data())
 def test_property_permutation_equivariance(batch, data):
-    rewards, uids, entropy, confidence, valid = batch
+    rewards, uids, entropy, confidence, valid_rows = batch
     perm = data.draw(st.permutations(range(len(rewards))))
-    base = run(rewards, uids, entropy, confidence, valid).advantages
+    base = run(rewards, uids, entropy, confidence, valid_rows).advantages
     p = lambda xs: [xs[i] for i in perm]  # noqa: E731
-    permuted = run(p(rewards), p(uids), p(entropy), p(confidence), p(valid)).advantages
+    permuted = run(p(rewards), p(uids), p(entropy), p(confidence), p(valid_rows)).advantages
     assert torch.allclose(permuted, base[list(perm)], rtol=1e-9, atol=1e-9)
 
 
 @settings(max_examples=150, deadline=None)
 @given(batches(), st.sampled_from([-3.0, 0.5, 100.0]))
 def test_property_invariant_to_a_constant_added_to_every_reward(batch, shift):
-    rewards, uids, entropy, confidence, valid = batch
+    rewards, uids, entropy, confidence, valid_rows = batch
     rewards = [round(r, 2) for r in rewards]  # keep the shift exact enough in float64
-    base = run(rewards, uids, entropy, confidence, valid).advantages
-    shifted = run([r + shift for r in rewards], uids, entropy, confidence, valid).advantages
+    base = run(rewards, uids, entropy, confidence, valid_rows).advantages
+    shifted = run([r + shift for r in rewards], uids, entropy, confidence, valid_rows).advantages
     assert torch.allclose(shifted, base, rtol=1e-6, atol=1e-6)
 
 
 @settings(max_examples=150, deadline=None)
 @given(batches())
 def test_property_finite_outputs(batch):
-    rewards, uids, entropy, confidence, valid = batch
-    res = run(rewards, uids, entropy, confidence, valid)
+    rewards, uids, entropy, confidence, valid_rows = batch
+    res = run(rewards, uids, entropy, confidence, valid_rows)
     assert torch.isfinite(res.advantages).all()
-    assert (res.advantages[~torch.as_tensor(valid)] == 0).all()
+    assert (res.advantages[~torch.as_tensor(valid_rows)] == 0).all()
 
 
 @settings(max_examples=100, deadline=None)
 @given(batches())
 def test_property_prompts_with_equal_signals_share_buckets(batch):
-    rewards, uids, entropy, confidence, valid = batch
-    res = run(rewards, uids, entropy, confidence, valid)
+    rewards, uids, entropy, confidence, valid_rows = batch
+    res = run(rewards, uids, entropy, confidence, valid_rows)
     seen = {}
-    for i, ok in enumerate(valid):
+    for i, ok in enumerate(valid_rows):
         if ok and res.perceptual_bucket[i] >= 0 and not math.isnan(entropy[i]):
             h = entropy[i]
             assert seen.setdefault(h, res.perceptual_bucket[i].item()) == res.perceptual_bucket[i].item()
@@ -282,9 +282,9 @@ def test_equal_visual_entropy_shares_a_bucket_whatever_the_group_sizes():
 @given(batches())
 def test_property_closed_rule_is_symmetric_under_negated_entropy(batch):
     """Eq. 10 treats low and high alike: negating H swaps buckets 0 and 2 and keeps the middle."""
-    rewards, uids, entropy, confidence, valid = batch
-    base = run(rewards, uids, entropy, confidence, valid).perceptual_bucket
-    mirrored = run(rewards, uids, [-h for h in entropy], confidence, valid).perceptual_bucket
+    rewards, uids, entropy, confidence, valid_rows = batch
+    base = run(rewards, uids, entropy, confidence, valid_rows).perceptual_bucket
+    mirrored = run(rewards, uids, [-h for h in entropy], confidence, valid_rows).perceptual_bucket
     swapped = torch.where(base >= 0, 2 - base, base)
     assert torch.equal(mirrored, swapped)
 
@@ -292,8 +292,8 @@ def test_property_closed_rule_is_symmetric_under_negated_entropy(batch):
 @settings(max_examples=100, deadline=None)
 @given(batches(), st.sampled_from(["closed_quantile", "half_open_rank"]))
 def test_property_buckets_are_monotone_in_visual_entropy(batch, rule):
-    rewards, uids, entropy, confidence, valid = batch
-    res = run(rewards, uids, entropy, confidence, valid, perceptual_bucket_rule=rule)
-    pairs = sorted({(entropy[i], res.perceptual_bucket[i].item()) for i in range(len(valid))
-                    if valid[i] and res.perceptual_bucket[i] >= 0})
+    rewards, uids, entropy, confidence, valid_rows = batch
+    res = run(rewards, uids, entropy, confidence, valid_rows, perceptual_bucket_rule=rule)
+    pairs = sorted({(entropy[i], res.perceptual_bucket[i].item()) for i in range(len(valid_rows))
+                    if valid_rows[i] and res.perceptual_bucket[i] >= 0})
     assert [b for _, b in pairs] == sorted(b for _, b in pairs)

@@ -95,7 +95,7 @@ def test_microbatch_split_is_upper_bound_when_bounds_straddle():
 
 def test_errors():
     h = torch.rand(2, 3)
-    with pytest.raises(ValueError, match="task_index values"):
+    with pytest.raises(ValueError, match="task_ids values"):
         entropy_band_regulariser(h, torch.ones(2, 3), torch.tensor([0, 5]), BANDS)
     with pytest.raises(ValueError, match="global_task_tokens is required"):
         entropy_band_regulariser(h, torch.ones(2, 3), torch.tensor([0, 1]), BANDS, dp_size=2)

@@ -14,7 +14,7 @@ from verl.utils import tensordict_utils as tu  # noqa: E402
 from verl.workers.config.actor import ActorConfig  # noqa: E402
 from verl.workers.utils import losses  # noqa: E402
 
-from verl_difficulty.verl_glue.config import ConfigError  # noqa: E402
+from verl_difficulty.settings import ConfigError  # noqa: E402
 from verl_difficulty.verl_glue.entropy_shaping import (  # noqa: E402
     SETTINGS_KEY,
     TASK_FIELD,

@@ -7,19 +7,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from support import reference_g2rpo, reference_ot
 
-from verl_difficulty.core.g2rpo import g2rpo_scores
-from verl_difficulty.core.groups import factorize, segment_normal_scores
+from verl_difficulty.core.g2rpo import g2rpo_advantages
+from verl_difficulty.core.groups import factorize, segment_normal_quantiles
 
 SPEC_CORRECT = {1: 1.534, 2: 1.211, 3: 0.970, 4: 0.767, 5: 0.582, 6: 0.404, 7: 0.219}
 SPEC_WRONG = {1: -0.219, 2: -0.404, 3: -0.582, 4: -0.767, 5: -0.970, 6: -1.211, 7: -1.534}
 
 
-def run(rewards, uids, tasks, valid=None, dtype=torch.float32, **kwargs):
+def run(rewards, uids, tasks, valid_rows=None, dtype=torch.float32, **kwargs):
     rewards = torch.as_tensor(rewards, dtype=dtype)
-    valid = torch.ones(len(rewards), dtype=torch.bool) if valid is None else torch.as_tensor(valid)
+    valid_rows = torch.ones(len(rewards), dtype=torch.bool) if valid_rows is None else torch.as_tensor(valid_rows)
     group_ids, _ = factorize(np.asarray(uids, dtype=object))
     task_ids, _ = factorize(np.asarray(tasks, dtype=object))
-    return g2rpo_scores(rewards, group_ids, task_ids, valid, **kwargs)
+    return g2rpo_advantages(rewards, group_ids, valid_rows, task_ids, **kwargs)
 
 
 @pytest.mark.parametrize("mode", ["two_stage", "single_stage"])
@@ -33,7 +33,7 @@ def test_spec_binary_table_k_of_8(k, mode):
 
 def test_spec_untied_quantiles_g8():
     values = torch.arange(8, dtype=torch.float64)
-    out = segment_normal_scores(values, torch.zeros(8, dtype=torch.long), 1)
+    out = segment_normal_quantiles(values, torch.zeros(8, dtype=torch.long), 1)
     assert out.tolist() == pytest.approx([-1.534, -0.887, -0.489, -0.157, 0.157, 0.489, 0.887, 1.534], abs=1e-3)
 
 
@@ -66,7 +66,7 @@ def test_padding_rows_get_zero_and_change_nothing():
     tasks = [["x", "y"][i // 12] for i in range(24)]
     base = run(rewards, uids, tasks).advantages
     padded = run(rewards + [5.0, -3.0], uids + ["pad1", "u0"], tasks + ["x", "x"],
-                 valid=[True] * 24 + [False, False]).advantages
+                 valid_rows=[True] * 24 + [False, False]).advantages
     assert padded[24:].tolist() == [0.0, 0.0]
     assert torch.equal(padded[:24], base)
 
@@ -114,25 +114,25 @@ def random_case(seed):
             else:
                 rewards.append(float(rng.normal()))
     order = rng.permutation(len(uids))
-    valid = rng.random(len(uids)) > 0.1  # some padding rows
+    valid_rows = rng.random(len(uids)) > 0.1  # some padding rows
     pick = lambda xs: [xs[i] for i in order]  # noqa: E731
-    return pick(rewards), pick(uids), pick(tasks), [bool(valid[i]) for i in order]
+    return pick(rewards), pick(uids), pick(tasks), [bool(valid_rows[i]) for i in order]
 
 
 @pytest.mark.parametrize("seed", range(40))
 @pytest.mark.parametrize("mode", ["two_stage", "single_stage"])
 @pytest.mark.parametrize("include", [False, True])
 def test_agrees_with_slow_reference(seed, mode, include):
-    rewards, uids, tasks, valid = random_case(seed)
+    rewards, uids, tasks, valid_rows = random_case(seed)
     tolerance = 0.25 if seed % 5 == 0 else 0.0
-    got = run(rewards, uids, tasks, valid, mode=mode, include_degenerate_groups=include, tie_tolerance=tolerance)
-    want = reference_g2rpo(rewards, uids, tasks, valid, mode, include, tolerance)
+    got = run(rewards, uids, tasks, valid_rows, mode=mode, include_degenerate_groups=include, tie_tolerance=tolerance)
+    want = reference_g2rpo(rewards, uids, tasks, valid_rows, mode, include, tolerance)
     assert got.advantages.tolist() == pytest.approx(want, abs=1e-5)
 
 
 def test_reference_ot_matches_vectorized_map_on_ties():
     values = [3.0, 1.0, 3.0, 2.0, 1.0, 3.0]
-    got = segment_normal_scores(torch.tensor(values), torch.zeros(6, dtype=torch.long), 1).tolist()
+    got = segment_normal_quantiles(torch.tensor(values), torch.zeros(6, dtype=torch.long), 1).tolist()
     assert got == pytest.approx(reference_ot(values), abs=1e-6)
 
 
@@ -148,8 +148,8 @@ def batches(draw, values=finite_rewards):
     uids = draw(st.lists(st.sampled_from(["a", "b", "c", "d", "e"]), min_size=n, max_size=n))
     # a uid belongs to one task, as in verl
     task_of = {u: draw(st.sampled_from(["t0", "t1", "t2"])) for u in set(uids)}
-    valid = draw(st.lists(st.booleans(), min_size=n, max_size=n))
-    return rewards, uids, [task_of[u] for u in uids], valid
+    valid_rows = draw(st.lists(st.booleans(), min_size=n, max_size=n))
+    return rewards, uids, [task_of[u] for u in uids], valid_rows
 
 
 modes = st.sampled_from(["two_stage", "single_stage"])
@@ -158,20 +158,20 @@ modes = st.sampled_from(["two_stage", "single_stage"])
 @settings(max_examples=150, deadline=None)
 @given(batches(), modes, st.booleans())
 def test_property_finite_and_bounded(batch, mode, include):
-    rewards, uids, tasks, valid = batch
-    adv = run(rewards, uids, tasks, valid, mode=mode, include_degenerate_groups=include).advantages
+    rewards, uids, tasks, valid_rows = batch
+    adv = run(rewards, uids, tasks, valid_rows, mode=mode, include_degenerate_groups=include).advantages
     assert torch.isfinite(adv).all()
-    n = max(sum(valid), 1)
+    n = max(sum(valid_rows), 1)
     bound = float(np.sqrt(2) * torch.erfinv(torch.tensor(1 - 1 / n, dtype=torch.float64))) + 1e-6
     assert adv.abs().max().item() <= bound
-    assert (adv[~torch.as_tensor(valid)] == 0).all()
+    assert (adv[~torch.as_tensor(valid_rows)] == 0).all()
 
 
 @settings(max_examples=150, deadline=None)
 @given(batches(), modes, st.booleans())
 def test_property_per_task_sum_is_zero(batch, mode, include):
-    rewards, uids, tasks, valid = batch
-    adv = run(rewards, uids, tasks, valid, mode=mode, include_degenerate_groups=include).advantages
+    rewards, uids, tasks, valid_rows = batch
+    adv = run(rewards, uids, tasks, valid_rows, mode=mode, include_degenerate_groups=include).advantages
     for task in set(tasks):
         rows = [i for i, t in enumerate(tasks) if t == task]
         assert abs(sum(adv[i].item() for i in rows)) < 1e-4
@@ -180,11 +180,11 @@ def test_property_per_task_sum_is_zero(batch, mode, include):
 @settings(max_examples=150, deadline=None)
 @given(batches(), modes, st.data())
 def test_property_permutation_equivariance(batch, mode, data):
-    rewards, uids, tasks, valid = batch
+    rewards, uids, tasks, valid_rows = batch
     perm = data.draw(st.permutations(range(len(rewards))))
-    base = run(rewards, uids, tasks, valid, mode=mode).advantages
+    base = run(rewards, uids, tasks, valid_rows, mode=mode).advantages
     permuted = run([rewards[i] for i in perm], [uids[i] for i in perm], [tasks[i] for i in perm],
-                   [valid[i] for i in perm], mode=mode).advantages
+                   [valid_rows[i] for i in perm], mode=mode).advantages
     assert torch.allclose(permuted, base[list(perm)], atol=1e-6)
 
 
@@ -199,12 +199,12 @@ TRANSFORMS = {
 @settings(max_examples=150, deadline=None)
 @given(batches(values=st.integers(-8, 8).map(lambda k: k / 4)), modes, st.data())
 def test_property_invariant_to_increasing_transform_within_a_task(batch, mode, data):
-    rewards, uids, tasks, valid = batch
+    rewards, uids, tasks, valid_rows = batch
     # a different strictly increasing transform per task
     chosen = {t: TRANSFORMS[data.draw(st.sampled_from(sorted(TRANSFORMS)))] for t in set(tasks)}
     transformed = [chosen[t](r) for r, t in zip(rewards, tasks)]
-    base = run(rewards, uids, tasks, valid, mode=mode).advantages
-    after = run(transformed, uids, tasks, valid, mode=mode).advantages
+    base = run(rewards, uids, tasks, valid_rows, mode=mode).advantages
+    after = run(transformed, uids, tasks, valid_rows, mode=mode).advantages
     assert torch.allclose(base, after, atol=1e-6)
 
 

@@ -13,7 +13,7 @@ from verl_difficulty.core.groups import (
     segment_count,
     segment_mean,
     segment_min_max,
-    segment_normal_scores,
+    segment_normal_quantiles,
     segment_std,
 )
 
@@ -62,14 +62,14 @@ def test_segment_statistics_match_naive_loops(seed):
     assert biased[0].item() == pytest.approx(values[seg == 0].std(unbiased=False).item())
 
 
-def test_normal_scores_edge_cases():
-    assert segment_normal_scores(torch.tensor([]), torch.tensor([], dtype=torch.long), 0).numel() == 0
-    one = segment_normal_scores(torch.tensor([4.2]), torch.tensor([0]), 1)
+def test_normal_quantiles_edge_cases():
+    assert segment_normal_quantiles(torch.tensor([]), torch.tensor([], dtype=torch.long), 0).numel() == 0
+    one = segment_normal_quantiles(torch.tensor([4.2]), torch.tensor([0]), 1)
     assert one.tolist() == [0.0]
-    equal = segment_normal_scores(torch.full((5,), 0.7), torch.zeros(5, dtype=torch.long), 1)
+    equal = segment_normal_quantiles(torch.full((5,), 0.7), torch.zeros(5, dtype=torch.long), 1)
     assert equal.tolist() == [0.0] * 5
     # two segments are independent, and output keeps the input dtype
-    out = segment_normal_scores(torch.tensor([1.0, 2.0, 10.0, 20.0], dtype=torch.float32),
+    out = segment_normal_quantiles(torch.tensor([1.0, 2.0, 10.0, 20.0], dtype=torch.float32),
                                 torch.tensor([0, 0, 1, 1]), 2)
     assert out.dtype == torch.float32 and out[0] == out[2] and out[1] == out[3] and out[0] == -out[1]
 

@@ -74,7 +74,7 @@ def test_attaches_assets_keeping_everything_else(parquet, tmp_path):
     loaded = datasets.Dataset.from_parquet(out)
     assert loaded[0]["extra_info"]["paraphrases"] == ["Question zero, reworded."]
     assert loaded[0]["images"][0]["bytes"] == png()
-    assert not [p for p in os.listdir(tmp_path) if p.startswith(".diva-assets-")]
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
 
 
 def test_command_line_end_to_end_and_in_place(parquet, tmp_path):

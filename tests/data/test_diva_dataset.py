@@ -1,4 +1,4 @@
-"""DivaDataset on tiny local parquet files: families, tracked difficulty, variants, sampler, errors."""
+"""DivaDataset on tiny local parquet files: families, tracked difficulty, variants, errors."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from support import INSTRUCTION, make_row, picture, png, write_rows
 from verl_difficulty.core import diva_variants as dv
 from verl_difficulty.data import diva_dataset as dd
 from verl_difficulty.data.difficulty_store import DifficultySnapshot, write_snapshot
-from verl_difficulty.data.diva_dataset import POINTER_TEXT, DivaDataset, DivaFamilySampler, apply_plan
+from verl_difficulty.data.diva_dataset import POINTER_TEXT, DivaDataset, apply_plan
 
 STUB_PROCESSOR = types.SimpleNamespace()  # verl only checks that a processor exists before reading images
 _STAMP = itertools.count(1)
@@ -266,7 +266,7 @@ def test_verl_shuffle_must_be_off(toy, tmp_path):
 
 
 def test_bad_settings_are_named(toy, tmp_path):
-    with pytest.raises(ValueError, match=r"unknown data\.diva setting.*num_variant'"):
+    with pytest.raises(ValueError, match=r"unknown .*data\.diva.*num_variant\b"):
         dataset(toy, tmp_path, num_variant=1)
     with pytest.raises(ValueError, match=r"data\.diva\.num_variants=-1"):
         dataset(toy, tmp_path, num_variants=-1)
@@ -292,6 +292,18 @@ def test_rows_without_a_problem_id_use_the_row_index(tmp_path):
     files = write_rows(tmp_path / "anon.parquet", [make_row(i, problem_id=False) for i in range(2)])
     ds = dataset(files, tmp_path, num_variants=1, shuffle_families=False)
     assert [ds[i]["extra_info"]["problem_id"] for i in range(4)] == ["row-0", "row-0", "row-1", "row-1"]
+
+
+def test_numeric_problem_ids_are_keyed_as_the_tracker_keys_them(tmp_path):
+    rows = [make_row(i) for i in range(3)]
+    for row, value in zip(rows, (1.0, 2.0, None)):  # parquet stores an int id column with gaps as float64
+        row["extra_info"]["problem_id"] = value
+    files = write_rows(tmp_path / "float_ids.parquet", rows)
+    tracker = track(tmp_path / "tracker.json", {"1": 8.0})  # the estimator side writes canonical keys
+    ds = dataset(files, tmp_path, num_variants=1, shuffle_families=False, tracker_path=tracker)
+    infos = [ds[i]["extra_info"] for i in range(6)]
+    assert [info["problem_id"] for info in infos] == ["1", "1", "2", "2", "row-2", "row-2"]
+    assert infos[0]["difficulty"] == 8.0 and infos[2]["difficulty"] == 5.0
 
 
 # ------------------------------------------------------------------ with verl's tokenizer path and a dataloader
@@ -334,50 +346,6 @@ def test_text_dataset_with_length_filter_through_a_dataloader(tmp_path):
         seen += ids[::2]
         assert isinstance(batch["dummy_tensor"], torch.Tensor)
     assert "p5" not in seen and len(set(seen)) == 6
-
-
-def test_family_sampler_is_family_level_and_resumable():
-    sampler = DivaFamilySampler(num_families=5, family_size=3, seed=2)
-    first = list(sampler)
-    assert sorted(first) == list(range(15)) and len(sampler) == 15
-    families = [first[k:k + 3] for k in range(0, 15, 3)]
-    assert all(f == list(range(f[0], f[0] + 3)) and f[0] % 3 == 0 for f in families)
-    assert [f[0] // 3 for f in families] != list(range(5))
-    second = list(sampler)  # a completed pass moves to the next epoch: another order
-    assert second != first and sorted(second) == sorted(first) and sampler.epoch == 2
-    sampler.set_epoch(0)
-    iterator = iter(sampler)
-    head = [next(iterator) for _ in range(7)]
-    state = sampler.state_dict()
-    assert state == {"epoch": 0, "yielded": 7}
-    resumed = DivaFamilySampler(num_families=5, family_size=3, seed=2)
-    resumed.load_state_dict(state)
-    assert head + list(resumed) == first
-    assert list(resumed) == second  # and then carries on with the next epoch
-    assert list(DivaFamilySampler(3, 2, shuffle=False)) == list(range(6))
-
-
-@pytest.mark.filterwarnings("ignore:.*set_vital.*:UserWarning")
-def test_family_sampler_resumes_inside_torchdata_stateful_dataloader():
-    from torchdata.stateful_dataloader import StatefulDataLoader
-
-    def loader(sampler):
-        return StatefulDataLoader(list(range(12)), batch_size=4, sampler=sampler)
-
-    full = [b.tolist() for b in loader(DivaFamilySampler(6, 2, seed=3))]
-    running = loader(DivaFamilySampler(6, 2, seed=3))
-    iterator = iter(running)
-    head = [next(iterator).tolist()]
-    state = running.state_dict()
-    restored = loader(DivaFamilySampler(6, 2, seed=3))
-    restored.load_state_dict(state)
-    assert head + [b.tolist() for b in restored] == full
-
-
-def test_family_sampler_matches_a_dataset(toy, tmp_path):
-    ds = dataset(toy, tmp_path, num_variants=1, shuffle_families=False)
-    sampler = DivaFamilySampler.for_dataset(ds)
-    assert len(sampler) == len(ds) and sampler.seed == 1 and sampler.family_size == 2
 
 
 @pytest.mark.parametrize("path", ["pkg://verl_difficulty.data.diva_dataset", str(Path(dd.__file__))])

@@ -43,7 +43,7 @@ def test_the_line_round_trips_through_hydra_into_durian_settings(tmp_path, capsy
     from hydra import compose, initialize_config_dir
 
     from verl_difficulty.config import CONFIG_DIR, TRAINER_CONFIG_NAME
-    from verl_difficulty.verl_glue.config import DurianConfig
+    from verl_difficulty.settings import DurianConfig
 
     values = np.random.default_rng(0).uniform(1, 8, 500)
     _, out, _ = run(capsys, write(tmp_path / "a.parquet", values.tolist()))

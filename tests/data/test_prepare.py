@@ -214,7 +214,7 @@ def test_openvlthinker_json_lines_and_exit_status(ovt_json, tmp_path):
     assert run(["openvlthinker", ovt_json, tmp_path / "d.parquet", "--min-pixels", "10", "--max-pixels", "5"]) == 2
     assert not (tmp_path / "d.parquet").exists()
     # no stray temporary files beside the outputs
-    assert not list(tmp_path.glob(".prepare-*"))
+    assert not list(tmp_path.glob(".*.tmp"))
     umask = os.umask(0)
     os.umask(umask)
     assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # as open() would create it, not mkstemp's 0600
@@ -298,7 +298,7 @@ def tiny(tmp_path_factory):
 def _verl_dataset(path, tiny, tmp_path):
     from omegaconf import OmegaConf
 
-    from verl_difficulty.cpu.assets import PilVisionRLHFDataset  # verl's RLHFDataset, images through PIL
+    from verl_difficulty.cpu.dataset import PilVisionRLHFDataset  # verl's RLHFDataset, images through PIL
 
     config = OmegaConf.create({"max_prompt_length": 4096, "filter_overlong_prompts": True,
                                "filter_overlong_prompts_workers": 1, "cache_dir": str(tmp_path / "cache")})

@@ -28,6 +28,8 @@ from verl_difficulty.core.spectral import (
     spectral_entropies,
     spectral_entropy,
 )
+from verl_difficulty.cpu.tiny_models import write_vl_checkpoint
+from verl_difficulty.images import smart_resize
 
 ROOT = Path(__file__).resolve().parents[2]
 SIDE = 112  # a multiple of 14: the pixel backend does not resample, so the reference below needs no bicubic
@@ -173,7 +175,7 @@ def test_pixel_patches_cut_like_qwen():
     assert odd.shape[1] == 588 and odd.shape[0] * 196 <= max(56 * 56, 196)
     big = ve.pixel_patches(Image.new("RGB", (1000, 700)), max_pixels=200 * 200)
     assert big.shape[0] * 196 <= 200 * 200
-    assert ve.fit_to_patches(100, 150, 14, 56 * 56, 10**9) == (98, 154)
+    assert smart_resize(100, 150, 14, 56 * 56, 10**9) == (98, 154)
 
 
 # ------------------------------------------------------------------------------- the tiny checkpoint
@@ -181,7 +183,7 @@ def test_pixel_patches_cut_like_qwen():
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> Path:
-    return ve.write_tiny_checkpoint(tmp_path_factory.mktemp("tiny-qwen2_5_vl"))
+    return write_vl_checkpoint(tmp_path_factory.mktemp("tiny-qwen2_5_vl"), max_pixels=224 * 224)
 
 
 @pytest.fixture(scope="module")
@@ -229,7 +231,7 @@ def test_encoder_features_equal_the_full_models_image_features(tiny_model, encod
     batched = encoder.features([encoder.prepare(im) for im in images])  # one forward, two images
     for image, got in zip(images, batched):
         want = reference_encoder_features(tiny_model, image)
-        assert got.shape == want.shape and got.shape[1] == 16  # out_hidden_size
+        assert got.shape == want.shape and got.shape[1] == 32  # out_hidden_size of the tiny builder
         assert np.allclose(got.numpy(), want, atol=1e-5)
     assert ve.PixelPatches().settings["max_pixels"] == ve.PIXEL_MAX_PIXELS
 

@@ -16,9 +16,10 @@ import pytest
 import torch
 from PIL import Image
 
-from verl_difficulty.cpu import assets
+from verl_difficulty.cpu import assets, tasks, tokenizer
+from verl_difficulty.cpu.dataset import pil_process_vision_info
 from verl_difficulty.rewards import compute_score
-from verl_difficulty.rewards.scorers import resolve_task
+from verl_difficulty.rewards.tasks import resolve_task
 
 ROOT = Path(__file__).resolve().parents[2]
 N_TRAIN, N_TEST = 16, 8
@@ -111,7 +112,7 @@ def test_tokenizer_special_tokens_and_chat_template(built):
 
     tok = hf_tokenizer(built["tokenizer"])
     assert len(tok) <= 512
-    for token in assets.SPECIAL_TOKENS + assets.ANSWER_TOKENS:
+    for token in tokenizer.SPECIAL_TOKENS + tokenizer.ANSWER_TOKENS:
         assert tok.convert_tokens_to_ids(token) != tok.unk_token_id, token
     assert tok.eos_token == "<|im_end|>" and tok.pad_token == "<|endoftext|>"
     assert tok.pad_token_id != tok.eos_token_id
@@ -262,7 +263,7 @@ def test_vl_parquet_through_verl_dataset_without_qwen_vl_utils(built, tmp_path):
     from verl.utils.tokenizer import build_multimodal_processor_inputs, hf_processor, hf_tokenizer
 
     # the class as verl's data.custom_cls loads it
-    cls = load_extern_object("pkg://verl_difficulty.cpu.assets", "PilVisionRLHFDataset")
+    cls = load_extern_object("pkg://verl_difficulty.cpu.dataset", "PilVisionRLHFDataset")
     assert issubclass(cls, RLHFDataset)
     tokenizer = hf_tokenizer(built["vl_model"], trust_remote_code=True)
     processor = hf_processor(built["vl_model"], trust_remote_code=True)
@@ -300,18 +301,18 @@ def test_text_parquet_through_stock_verl_dataset(built, tmp_path):
 
 def test_pil_vision_info_resizes_like_qwen_vl_utils():
     big = Image.new("RGBA", (100, 70), (255, 0, 0, 128))
-    images = assets.pil_process_vision_info([{"role": "user", "content": [{"type": "image", "image": big}]}])
+    images = pil_process_vision_info([{"role": "user", "content": [{"type": "image", "image": big}]}])
     assert images[0].mode == "RGB" and images[0].size == (112, 56)  # rounded to multiples of 28
     with pytest.raises(NotImplementedError):
-        assets.pil_process_vision_info([{"role": "user", "content": [{"type": "video", "video": "x.mp4"}]}])
-    assert assets.pil_process_vision_info([{"role": "user", "content": "no images"}]) is None
+        pil_process_vision_info([{"role": "user", "content": [{"type": "video", "video": "x.mp4"}]}])
+    assert pil_process_vision_info([{"role": "user", "content": "no images"}]) is None
 
 
 # ---------------------------------------------------------------------------------------------- rewards
 
 
 def test_rows_score_as_intended(built):
-    expected = {t.data_source: t.problem_type for t in assets.TASKS}
+    expected = {t.data_source: t.problem_type for t in tasks.TASKS}
     for key in ("vl_train", "text_train"):
         rows = pq.read_table(built[key]).to_pylist()
         assert {r["data_source"] for r in rows} == set(expected)
@@ -332,11 +333,9 @@ def test_rows_score_as_intended(built):
 
 
 def test_rows_name_built_in_lenient_templates(built):
-    # the templates live in verl_difficulty.rewards.templates (any process scores the rows); the old
-    # entry point assets.compute_score is the plain scorer
+    # the templates live in verl_difficulty.rewards.templates (any process scores the rows)
     from verl_difficulty.rewards.templates import TEMPLATES, LenientTemplate
 
-    assert assets.compute_score is compute_score
     rows = pq.read_table(built["vl_train"], columns=["extra_info"]).to_pylist()
     names = {r["extra_info"]["template"] for r in rows}
     assert names == {"lenient_choice", "lenient_integer", "lenient_box"}
@@ -345,8 +344,8 @@ def test_rows_name_built_in_lenient_templates(built):
 
 @pytest.mark.parametrize("key", ["vl_train", "text_train"])
 def test_a_random_policy_earns_reward_on_every_task(built, key):
-    rates = assets.random_policy_reward_rate(built[key], built["tokenizer"], samples_per_row=16, seed=0)
-    assert set(rates) == {t.data_source for t in assets.TASKS} | {"all"}
+    rates = tasks.random_policy_reward_rate(built[key], built["tokenizer"], samples_per_row=16, seed=0)
+    assert set(rates) == {t.data_source for t in tasks.TASKS} | {"all"}
     for name, rate in rates.items():
         assert rate["mean_score"] > 0 and rate["hit_rate"] > 0, (name, rate)
     assert rates["all"]["groups_with_variance"] > 0.2  # GRPO gets non-zero advantages

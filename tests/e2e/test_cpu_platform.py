@@ -57,7 +57,7 @@ from verl.utils import distributed
 from verl.workers import engine_workers
 
 fixed = distributed.initialize_global_process_group_ray
-assert getattr(fixed, "__verl_difficulty_cpu_fix__", False), fixed
+assert fixed.__verl_difficulty_extension__ == "verl.utils.distributed:initialize_global_process_group_ray", fixed
 assert engine_workers.initialize_global_process_group_ray is fixed
 assert not dist.is_initialized()
 engine_workers.initialize_global_process_group_ray(timeout_second=None)
@@ -82,7 +82,7 @@ assert "cpu" in platform_manager.PlatformRegistry.registered_names()
 assert platform_manager._detect_platform_name() != "cpu"
 assert device.get_device_name() != "cpu"
 function = distributed.initialize_global_process_group_ray
-assert not hasattr(function, "__verl_difficulty_cpu_fix__") and not hasattr(function, "__wrapped__"), function
+assert not hasattr(function, "__verl_difficulty_extension__") and not hasattr(function, "__wrapped__"), function
 assert inspect.getsourcefile(function) == distributed.__file__ and function.__module__ == "verl.utils.distributed"
 
 from verl.workers import engine_workers
@@ -148,7 +148,7 @@ def test_without_verl_platform_nothing_is_chosen_or_patched():
 
 
 def test_process_group_fix_wraps_once_and_steps_aside_on_patched_verl(monkeypatch):
-    from types import SimpleNamespace
+    from types import ModuleType
 
     from verl_difficulty.cpu import verl_fixes
 
@@ -157,7 +157,12 @@ def test_process_group_fix_wraps_once_and_steps_aside_on_patched_verl(monkeypatc
     def original(timeout_second=None, backend=None):
         calls.append((timeout_second, backend))
 
-    stock = SimpleNamespace(initialize_global_process_group_ray=original)
+    def distributed_module(**attrs):  # a stand-in named as verl's module: the extensions table lists its function
+        module = ModuleType("verl.utils.distributed")
+        module.__dict__.update(attrs)
+        return module
+
+    stock = distributed_module(initialize_global_process_group_ray=original)
     verl_fixes.fix_process_group_backend(stock)
     wrapped = stock.initialize_global_process_group_ray
     assert wrapped is not original and wrapped.__wrapped__ is original
@@ -171,6 +176,6 @@ def test_process_group_fix_wraps_once_and_steps_aside_on_patched_verl(monkeypatc
     wrapped()  # not on cpu: verl builds its own default
     assert calls == [(5, "gloo"), (None, "cpu:gloo"), (None, None)]
 
-    patched = SimpleNamespace(initialize_global_process_group_ray=original, get_process_group_backend=lambda: "gloo")
+    patched = distributed_module(initialize_global_process_group_ray=original, get_process_group_backend=lambda: "gloo")
     verl_fixes.fix_process_group_backend(patched)  # verl with patches/0005: nothing to fix
     assert patched.initialize_global_process_group_ray is original

@@ -26,7 +26,7 @@ Traceback (most recent call last):
 ray.exceptions.RayTaskError(ConfigError): ray::TaskRunnerV1.run() (pid=25127, ip=192.0.2.2, actor_id=cb9d)
   File "verl/trainer/main_ppo.py", line 99, in run
     raise ConfigError(
-verl_difficulty.verl_glue.config.ConfigError: unknown key(s) algorithm.g2rpo.bogus_key; valid keys: mode, \
+verl_difficulty.settings.ConfigError: unknown key(s) algorithm.g2rpo.bogus_key; valid keys: mode, \
 task_key (see the README's configuration table)
 
 Set the environment variable HYDRA_FULL_ERROR=1 for a complete stack trace.
@@ -36,8 +36,8 @@ Set the environment variable HYDRA_FULL_ERROR=1 for a complete stack trace.
 def test_root_error_is_the_innermost_exception_not_rays_wrapper(tmp_path):
     lines = RAY_LOG.splitlines()
     index, message = qs.root_error(lines)
-    assert lines[index].startswith("verl_difficulty.verl_glue.config.ConfigError")
-    assert message == ("verl_difficulty.verl_glue.config.ConfigError: unknown key(s) algorithm.g2rpo.bogus_key; "
+    assert lines[index].startswith("verl_difficulty.settings.ConfigError")
+    assert message == ("verl_difficulty.settings.ConfigError: unknown key(s) algorithm.g2rpo.bogus_key; "
                        "valid keys: mode, task_key (see the README's configuration table)")
     log = tmp_path / "verl.log"
     log.write_text("earlier segment\nValueError: an old failure, before the resume\n" + RAY_LOG)

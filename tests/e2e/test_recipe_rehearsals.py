@@ -124,7 +124,7 @@ def test_diva_grpo_rehearsal(tmp_path):
     command = (out / "command.txt").read_text()
     for setting in ("algorithm.adv_estimator=diva_grpo", "reward.reward_manager.name=multitask",
                     "data.custom_cls.name=PilVisionDivaDataset", "data.diva.num_variants=1", "data.shuffle=False",
-                    "algorithm.diva.tracker_signal=accuracy", "actor_rollout_ref.rollout.name=hf"):
+                    "algorithm.diva_grpo.tracker_signal=accuracy", "actor_rollout_ref.rollout.name=hf"):
         assert setting in command
     # the tracker is saved in the checkpoint verl resumes from
     tracker = json.loads((out / "checkpoints" / "global_step_2" / "verl_difficulty" / "diva_tracker.json").read_text())

@@ -62,21 +62,22 @@ PAPER = {
     "actor_rollout_ref.rollout.val_kwargs.temperature": 0.6,
     "actor_rollout_ref.rollout.val_kwargs.top_p": 0.95,
     "actor_rollout_ref.rollout.val_kwargs.n": 1,
-    "algorithm.diva.kappa": 0.1,
-    "algorithm.diva.eta": 4.0,
-    "algorithm.diva.local_weight": 1.0,
-    "algorithm.diva.global_weight": 1.0,
-    "algorithm.diva.reward_range": 1.0,
-    "algorithm.diva.accuracy_key": "acc",
+    "algorithm.diva_grpo.kappa": 0.1,
+    "algorithm.diva_grpo.eta": 4.0,
+    "algorithm.diva_grpo.local_weight": 1.0,
+    "algorithm.diva_grpo.global_weight": 1.0,
+    "algorithm.diva_grpo.reward_range": 1.0,
+    "algorithm.diva_grpo.accuracy_key": "acc",
 }
 MODES = {  # DIVA_MODE -> what differs between the paper and the authors' released code
-    "paper": {"algorithm.diva.batch_norm": "response", "algorithm.diva.rrb": "paper",
-              "algorithm.diva.tracker_rule": "paper", "algorithm.diva.tracker_signal": "accuracy",
+    "paper": {"algorithm.diva_grpo.batch_norm": "response", "algorithm.diva_grpo.rrb": "paper",
+              "algorithm.diva_grpo.tracker_rule": "paper", "algorithm.diva_grpo.tracker_signal": "accuracy",
               "data.diva.variant_mode": "uniform", "data.diva.only_available_transforms": True,
               "data.diva.shuffle_families": True},
-    "released": {"algorithm.diva.batch_norm": "padded_tokens", "algorithm.diva.padded_width": "max_response_length",
-                 "algorithm.diva.rrb": "code", "algorithm.diva.tracker_rule": "step_table",
-                 "algorithm.diva.tracker_signal": "reward", "data.diva.variant_mode": "released",
+    "released": {"algorithm.diva_grpo.batch_norm": "padded_tokens",
+                 "algorithm.diva_grpo.padded_width": "max_response_length",
+                 "algorithm.diva_grpo.rrb": "code", "algorithm.diva_grpo.tracker_rule": "step_table",
+                 "algorithm.diva_grpo.tracker_signal": "reward", "data.diva.variant_mode": "released",
                  "data.diva.only_available_transforms": False, "data.diva.shuffle_families": False},
 }
 
@@ -104,8 +105,8 @@ def test_diva_at_cluster_scale(nnodes):
     # the tracker's live file sits with the checkpoints (saved into each one, restored on resume)
     checkpoints = get(config, "trainer.default_local_dir")
     assert checkpoints.endswith("checkpoints/qwen2.5-vl-7b-diva-v1-paper")
-    assert get(config, "algorithm.diva.tracker_path") == f"{checkpoints}/verl_difficulty/diva_tracker.json"
-    assert get(config, "data.diva.tracker_path") == get(config, "algorithm.diva.tracker_path")
+    assert get(config, "algorithm.diva_grpo.tracker_path") == f"{checkpoints}/verl_difficulty/diva_tracker.json"
+    assert get(config, "data.diva.tracker_path") == get(config, "algorithm.diva_grpo.tracker_path")
 
 
 @pytest.mark.parametrize("nnodes, variants, mode", [(4, 3, "paper"), (2, 3, "released"), (1, 1, "released")])
@@ -134,9 +135,9 @@ def test_grpo_baseline_on_the_same_data(nnodes):
 
 
 def test_extra_overrides_pass_through(tmp_path):
-    config = dry_run(RECIPE, "algorithm.diva.kappa=0.2", "data.diva.variant_mode=released", cwd=tmp_path,
+    config = dry_run(RECIPE, "algorithm.diva_grpo.kappa=0.2", "data.diva.variant_mode=released", cwd=tmp_path,
                      OUT=str(tmp_path / "out"))
-    assert get(config, "algorithm.diva.kappa") == 0.2
+    assert get(config, "algorithm.diva_grpo.kappa") == 0.2
     assert get(config, "data.diva.variant_mode") == "released"
     assert list(tmp_path.iterdir()) == []  # a dry run writes nothing (no data step, no Hydra outputs/)
 
@@ -146,8 +147,8 @@ def test_extra_overrides_pass_through(tmp_path):
     ({}, "data.diva.variant_mode=bogus", "data.diva.variant_mode"),        # DivaSettings: bad value
     ({"VARIANTS": "3"}, "data.train_batch_size=130", "data.train_batch_size=130"),  # 130 % (1 + 3) != 0
     ({}, "data.shuffle=True", "data.shuffle"),                             # scatters families
-    ({}, "algorithm.diva.rrb=bogus", "algorithm.diva.rrb"),                # the estimator's settings
-    ({}, "algorithm.diva.kappa_=0.1", "kappa_"),                           # not in the config: Hydra's error
+    ({}, "algorithm.diva_grpo.rrb=bogus", "algorithm.diva_grpo.rrb"),                # the estimator's settings
+    ({}, "algorithm.diva_grpo.kappa_=0.1", "kappa_"),                           # not in the config: Hydra's error
 ])
 def test_bad_settings_fail_the_dry_run(tmp_path, env, override, named):
     done = run_recipe(RECIPE, override, cwd=tmp_path, DRY_RUN="1", OUT=str(tmp_path / "out"), **env)
@@ -166,7 +167,7 @@ def test_unknown_switch_values_fail(tmp_path):
 
 
 def test_rehearsal_keeps_diva_dataset_with_images_through_pil(tmp_path):
-    from verl_difficulty.cpu import assets
+    from verl_difficulty.cpu import dataset as cpu_dataset
     from verl_difficulty.data.diva_dataset import DivaDataset
     from verl_difficulty.recipes.rehearsal import cpu_overrides, merge_overrides
 
@@ -174,11 +175,11 @@ def test_rehearsal_keeps_diva_dataset_with_images_through_pil(tmp_path):
               "actor_rollout_ref.rollout.n=5"]
     merged = merge_overrides(recipe, cpu_overrides(recipe, {"vl_model": "/m"}, tmp_path, 2))
     assert "data.custom_cls.name=PilVisionDivaDataset" in merged
-    assert "data.custom_cls.path=pkg://verl_difficulty.cpu.assets" in merged
+    assert "data.custom_cls.path=pkg://verl_difficulty.cpu.dataset" in merged
     # 8 prompts x n 5 over 2 ranks = 20 responses per rank: fixed micro-batches must divide it
     assert "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=5" in merged
     assert "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=5" in merged
-    cls = assets.PilVisionDivaDataset
+    cls = cpu_dataset.PilVisionDivaDataset
     assert issubclass(cls, DivaDataset) and cls.__name__ == "PilVisionDivaDataset"
     # verl's agent loop asks the dataset class for the images: PIL here, not qwen-vl-utils (torchvision)
     from PIL import Image

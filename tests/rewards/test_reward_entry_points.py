@@ -8,7 +8,7 @@ import pytest
 from verl_difficulty.rewards import compute_score, score
 from verl_difficulty.rewards.length import thresholds_for_task
 from verl_difficulty.rewards.multitask import MultiTaskRewardConfig, RewardConfigError, score_trajectory
-from verl_difficulty.rewards.scorers import resolve_task
+from verl_difficulty.rewards.tasks import resolve_task
 
 ROWS = [  # (data_source, response, ground truth, extra_info)
     ("chartqa", "<think>x</think><answer>12</answer>", "12", {}),
@@ -55,6 +55,16 @@ def test_bad_settings_raise_naming_the_key(kwargs, key):
         compute_score("chartqa", "<think>x</think><answer>12</answer>", "12", None, **kwargs)
     with pytest.raises(RewardConfigError, match=rf"reward\.reward_kwargs\.{key}\b"):
         MultiTaskRewardConfig.from_mapping(kwargs)
+
+
+@pytest.mark.parametrize("cpt", [0, -2.0, float("nan"), "4", True])
+def test_bad_chars_per_token_is_a_config_error(cpt):
+    kwargs = {"length_shaping": True, "max_response_length": 64, "chars_per_token": cpt}
+    with pytest.raises(RewardConfigError, match=r"reward_kwargs\.chars_per_token=.*finite number > 0"):
+        compute_score("chartqa", "<think>x</think><answer>12</answer>", "12", None, **kwargs)
+    # a token count given at call time needs no estimate: the setting is not read
+    out = compute_score("chartqa", "<think>x</think><answer>12</answer>", "12", None, response_length=10, **kwargs)
+    assert out["acc"] == 1.0
 
 
 def test_forced_task_type_and_verl_call_kwargs():

@@ -13,7 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from verl_difficulty.rewards import EXTRA_INFO_KEYS, SCORERS, compute_score, get_template, score
-from verl_difficulty.rewards.scorers import max_weight_matching, overall_score, resolve_task, word_error_rate
+from verl_difficulty.rewards.result import overall_score
+from verl_difficulty.rewards.scorers import max_weight_matching, word_error_rate
+from verl_difficulty.rewards.tasks import resolve_task
 
 KEYS = set(EXTRA_INFO_KEYS)
 
@@ -315,12 +317,14 @@ def test_resolve_task():
     assert resolve_task(None, {"problem_type": "free-form"}) == ("numerical", "numerical")
 
 
-def test_compute_score_signature_as_verl_calls_it():
+# both documented reward.custom_reward_function.path values
+@pytest.mark.parametrize("path", ["pkg://verl_difficulty.rewards", "pkg://verl_difficulty.rewards.scorers"])
+def test_compute_score_signature_as_verl_calls_it(path):
     from omegaconf import OmegaConf
     from verl.trainer.ppo.reward import get_custom_reward_fn
 
     cfg = OmegaConf.create({"reward": {"custom_reward_function": {
-        "path": "pkg://verl_difficulty.rewards.scorers", "name": "compute_score",
+        "path": path, "name": "compute_score",
         "reward_kwargs": {"length_shaping": True, "max_response_length": 1000}}}})
     fn = get_custom_reward_fn(cfg)
     assert not inspect.iscoroutinefunction(compute_score)

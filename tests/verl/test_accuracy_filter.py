@@ -8,13 +8,13 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from verl_difficulty.config import CONFIG_DIR, TRAINER_CONFIG_NAME
+from verl_difficulty.settings import ConfigError
 from verl_difficulty.verl_glue.accuracy_filter import (
     AccuracyFilterConfig,
     AccuracyFilterExhausted,
     attach_band,
     prepare_run_config,
 )
-from verl_difficulty.verl_glue.config import ConfigError
 
 
 class FakeTransferQueue:
@@ -232,12 +232,13 @@ def test_hooks_are_installed_and_counts_sum_over_mini_steps():
     from verl.trainer.ppo import ray_trainer
     from verl.trainer.ppo.v1 import replay_buffer, trainer_base, utils
 
-    mark = "__verl_difficulty_accuracy_filter__"
-    assert getattr(replay_buffer.ReplayBuffer._dapo_filtered_keys, mark, False)
-    assert getattr(replay_buffer.ReplayBuffer.sample, mark, False)
-    assert getattr(replay_buffer.ReplayBufferAsync.sample, mark, False)
-    assert getattr(trainer_base.PPOTrainer.__init__, mark, False)
-    assert getattr(ray_trainer.RayPPOTrainer.init_workers, mark, False)
+    for owner, attr in ((replay_buffer.ReplayBuffer, "_dapo_filtered_keys"), (replay_buffer.ReplayBuffer, "sample"),
+                        (replay_buffer.ReplayBufferAsync, "sample"), (trainer_base.PPOTrainer, "__init__")):
+        assert getattr(getattr(owner, attr), "__verl_difficulty_extension__", "").endswith(f":{owner.__name__}.{attr}")
+    # the legacy trainer refuses the setting when it starts, before verl's own init_workers runs
+    legacy = type("Trainer", (), {"config": OmegaConf.create({"algorithm": {"accuracy_filter": {"enable": True}}})})()
+    with pytest.raises(ConfigError, match="accuracy_filter.enable=true works on verl's v1 trainer only"):
+        ray_trainer.RayPPOTrainer.init_workers(legacy)
     aggregator = utils.MetricsAggregator()
     for kept in (2, 3):
         aggregator.add_step_metrics({"accuracy_filter/kept_groups": kept, "accuracy_filter/kept_frac": 0.5},

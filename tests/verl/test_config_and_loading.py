@@ -10,7 +10,7 @@ import pytest
 from hydra import compose, initialize_config_dir, initialize_config_module
 
 from verl_difficulty.config import CONFIG_DIR, TRAINER_CONFIG_NAME
-from verl_difficulty.verl_glue.config import DivaConfig, DurianConfig, G2RPOConfig
+from verl_difficulty.settings import DivaConfig, DurianConfig, G2RPOConfig
 
 
 def test_shipped_config_extends_ppo_trainer_and_takes_overrides_without_plus():
@@ -38,7 +38,8 @@ def test_shipped_defaults_equal_the_dataclass_defaults():
 def test_diva_overrides_without_plus():
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base=None):
         cfg = compose(config_name=TRAINER_CONFIG_NAME, overrides=[
-            "algorithm.adv_estimator=diva_grpo", "algorithm.diva.rrb=code", "algorithm.diva.tracker_rule=step_table",
+            "algorithm.adv_estimator=diva_grpo", "algorithm.diva_grpo.rrb=code",
+            "algorithm.diva_grpo.tracker_rule=step_table",
             "trainer.default_local_dir=/tmp/run1"])
     settings = DivaConfig.from_algorithm(cfg.algorithm)
     assert settings.rrb == "code" and settings.tracker_rule == "step_table"

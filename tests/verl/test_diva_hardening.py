@@ -11,9 +11,9 @@ import torch
 from omegaconf import OmegaConf
 from support import object_array, reference_diva
 
-from verl_difficulty.core.diva import DIFFICULTY_RANGE, diva_scores, max_kappa
+from verl_difficulty.core.diva import DIFFICULTY_RANGE, diva_advantages, max_kappa
+from verl_difficulty.settings import ConfigError, DivaConfig
 from verl_difficulty.verl_glue import diva_tracker, estimators, metrics
-from verl_difficulty.verl_glue.config import ConfigError, DivaConfig
 from verl_difficulty.verl_glue.fields import FieldError
 
 
@@ -38,7 +38,7 @@ def call(rewards, difficulty, section=None, uids=("a", "a", "b", "b"), acc=None,
     non_tensor = {"extra_info": object_array(infos), "acc": object_array(rewards if acc is None else acc)}
     non_tensor.update(extra or {})
     adv, _ = estimators.compute_diva_advantage(token_rewards, mask, index=object_array(list(uids)[:n]),
-                                               config=OmegaConf.create({"diva": section or {}}),
+                                               config=OmegaConf.create({"diva_grpo": section or {}}),
                                                non_tensor_batch=non_tensor)
     return adv[:, 0]
 
@@ -72,14 +72,15 @@ def test_the_scale_edges_are_legal_and_missing_difficulty_uses_the_tracker():
 
 
 def test_core_refuses_what_the_adapter_refuses():
-    args = (torch.tensor([1.0, 0.0]), torch.tensor([0, 0]), torch.tensor([0, 0]))
+    # rewards, group_ids, valid_rows, problem_ids
+    args = (torch.tensor([1.0, 0.0]), torch.tensor([0, 0]), torch.tensor([True, True]), torch.tensor([0, 0]))
     with pytest.raises(ValueError, match=r"difficulty of row 1 is inf"):
-        diva_scores(*args, torch.tensor([5.0, math.inf]), torch.tensor([True, True]), torch.ones(2))
+        diva_advantages(*args, torch.tensor([5.0, math.inf]), torch.ones(2))
     with pytest.raises(ValueError, match="kappa=5"):
-        diva_scores(*args, torch.tensor([5.0, 5.0]), torch.tensor([True, True]), torch.ones(2), kappa=5.0)
+        diva_advantages(*args, torch.tensor([5.0, 5.0]), torch.ones(2), kappa=5.0)
     with pytest.raises(FloatingPointError, match="reward of row 0"):
-        diva_scores(torch.tensor([1e200, 0.0], dtype=torch.float64), *args[1:], torch.tensor([5.0, 5.0]),
-                    torch.tensor([True, True]), torch.ones(2))
+        diva_advantages(torch.tensor([1e200, 0.0], dtype=torch.float64), *args[1:], torch.tensor([5.0, 5.0]),
+                        torch.ones(2))
 
 
 # ---------------------------------------------------------------- rewards and settings
@@ -103,7 +104,7 @@ def test_tiny_reward_range_is_capped_warned_once_and_counted(caplog):
         adv = call([1.0, 0.0, 1.0, 0.0], [5, 5, 7, 7], {"reward_range": 1e-300})
         call([1.0, 0.0, 1.0, 0.0], [5, 5, 7, 7], {"reward_range": 1e-300})
     assert adv.tolist() == pytest.approx(off.tolist())  # every factor capped at 1
-    assert caplog.text.count("spread wider than algorithm.diva.reward_range=1e-300") == 1
+    assert caplog.text.count("spread wider than algorithm.diva_grpo.reward_range=1e-300") == 1
     posted = metrics.drain()
     assert posted["diva/rrb_over_range_frac"] == 1.0
 
@@ -124,23 +125,23 @@ def test_reward_range_at_the_spread_is_not_flagged():
 ])
 def test_settings_are_bounded_by_their_effect(section, message):
     with pytest.raises(ConfigError, match=message):
-        DivaConfig.from_algorithm({"diva": section})
+        DivaConfig.from_algorithm({"diva_grpo": section})
 
 
 def test_the_largest_kappa_allowed_keeps_the_weight_within_its_bound():
-    DivaConfig.from_algorithm({"diva": {"kappa": max_kappa()}})
+    DivaConfig.from_algorithm({"diva_grpo": {"kappa": max_kappa()}})
     lo, hi = DIFFICULTY_RANGE
     adv = call([1.0, 0.0, 1.0, 0.0], [lo, lo, hi, hi], {"kappa": max_kappa()})
     assert torch.isfinite(adv).all()
 
 
 def test_huge_term_weights_are_a_named_error_not_inf():
-    with pytest.raises(ConfigError, match=r"algorithm\.diva\.local_weight=1e\+308 .*<= 1000 .*learning rate"):
+    with pytest.raises(ConfigError, match=r"algorithm\.diva_grpo\.local_weight=1e\+308 .*<= 1000 .*learning rate"):
         call([1.0, 0.0, 1.0, 0.0], [5] * 4, {"local_weight": 1e308})
     # the core function, called directly, has the last guard
     with pytest.raises(FloatingPointError, match=r"local_weight=1e\+308 .*beyond torch\.float32's range"):
-        diva_scores(torch.tensor([1.0, 0.0]), torch.tensor([0, 0]), torch.tensor([0, 0]), torch.tensor([5.0, 5.0]),
-                    torch.tensor([True, True]), torch.ones(2), local_weight=1e308)
+        diva_advantages(torch.tensor([1.0, 0.0]), torch.tensor([0, 0]), torch.tensor([True, True]),
+                        torch.tensor([0, 0]), torch.tensor([5.0, 5.0]), torch.ones(2), local_weight=1e308)
 
 
 def test_non_finite_accuracy_names_the_sample():
@@ -278,7 +279,7 @@ def test_padded_width_from_max_response_length_matches_the_released_statistic():
 
 def test_padded_width_needs_a_trainer_or_a_number_and_must_cover_the_longest_response():
     section = {"batch_norm": "padded_tokens", "padded_width": "max_response_length", "tracker_signal": "reward"}
-    with pytest.raises(ConfigError, match=r"reads data\.max_response_length.*algorithm\.diva\.padded_width=4096"):
+    with pytest.raises(ConfigError, match=r"reads data\.max_response_length.*algorithm\.diva_grpo\.padded_width=4096"):
         call([1.0, 0.0, 1.0, 0.0], [5] * 4, section)
     diva_tracker.record_run_context(OmegaConf.create({"data": {"max_response_length": 2}}))
     with pytest.raises(ConfigError, match=r"pads to 2 tokens, but a response in the batch has 3"):

@@ -82,7 +82,7 @@ def test_by_name_alone_matches_the_reference_and_updates_the_tracker(ray_trainer
 
 def test_step_table_on_overall_reward_as_in_the_released_code(ray_trainer):
     data, rewards, uids, problems, diffs = family_batch(seed=3, acc=False)
-    cfg = OmegaConf.create({"diva": {"tracker_rule": "step_table", "tracker_signal": "reward", "rrb": "code",
+    cfg = OmegaConf.create({"diva_grpo": {"tracker_rule": "step_table", "tracker_signal": "reward", "rrb": "code",
                                      "batch_norm": "padded_tokens"}})
     out = ray_trainer.compute_advantage(data, adv_estimator="diva_grpo", config=cfg)
     want = reference_diva(rewards, uids, problems, diffs, [True] * len(rewards), [3] * len(rewards),
@@ -118,7 +118,7 @@ def test_missing_problem_id_names_the_sample(ray_trainer):
 
 
 @pytest.mark.parametrize("section, message", [
-    ({"rrb": "both"}, r"algorithm\.diva\.rrb='both' must be one of paper, code, off"),
+    ({"rrb": "both"}, r"algorithm\.diva_grpo\.rrb='both' must be one of paper, code, off"),
     ({"batch_norm": "tokens"}, r"batch_norm='tokens' must be one of response, padded_tokens"),
     ({"kappa": -1}, r"kappa=-1 must be a finite number >= 0"),
     ({"reward_range": 0}, r"reward_range=0 must be a finite number > 0"),
@@ -127,7 +127,7 @@ def test_missing_problem_id_names_the_sample(ray_trainer):
 def test_invalid_settings_name_the_key(ray_trainer, section, message):
     data, *_ = family_batch()
     with pytest.raises(ValueError, match=message):
-        ray_trainer.compute_advantage(data, adv_estimator="diva_grpo", config=OmegaConf.create({"diva": section}))
+        ray_trainer.compute_advantage(data, adv_estimator="diva_grpo", config=OmegaConf.create({"diva_grpo": section}))
 
 
 def test_fallback_variants_are_counted(ray_trainer):
@@ -167,7 +167,8 @@ DRIVER = textwrap.dedent(r"""
         def _load_checkpoint(self):  # verl's rule: resume from the latest global_step_N folder
             found = sorted(int(d.split("_")[-1]) for d in os.listdir(root) if d.startswith("global_step_"))
             self.global_steps = found[-1] if found else 0
-    diva_tracker.patch_trainer_checkpoints(Trainer)
+    Trainer._load_checkpoint = diva_tracker.wrap_load_checkpoint(Trainer._load_checkpoint)
+    Trainer._save_checkpoint = diva_tracker.wrap_save_checkpoint(Trainer._save_checkpoint)
     trainer = Trainer()
     trainer._load_checkpoint()
     print("RESUMED", json.dumps({"step": diva_tracker.TRACKER.step, "difficulty": diva_tracker.TRACKER.difficulty}),

@@ -8,7 +8,7 @@ import torch
 from omegaconf import OmegaConf
 from support import object_array, reference_durian
 
-from verl_difficulty.synthetic import make_batch
+from examples.synthetic import make_batch
 from verl_difficulty.verl_glue import estimators, metrics
 
 
@@ -57,7 +57,7 @@ def test_registered_and_selected_by_name_alone(ray_trainer):
     posted = metrics.drain()
     for key in ("durian/perceptual/0/size", "durian/perceptual/2/std", "durian/reasoning/11/reward_mean",
                 "durian/perceptual_fallback_frac", "durian/reasoning_fallback_frac", "durian/no_image_frac",
-                "durian/zero_variance_frac"):
+                "durian/degenerate_frac"):
         assert key in posted, key
     assert 0 < posted["durian/no_image_frac"] < 1
 
@@ -229,7 +229,7 @@ def test_float32_groups_of_equal_rewards_get_exactly_zero(ray_trainer):
         non_tensors={"uid": object_array(uids), "data_source": object_array(["geo"] * n),
                      "extra_info": object_array([{"visual_entropy": float(i // 8)} for i in range(n)])})
     for include in (False, True):
-        cfg = OmegaConf.create({"durian": {"include_zero_variance_groups": include}})
+        cfg = OmegaConf.create({"durian": {"include_degenerate_groups": include}})
         adv = ray_trainer.compute_advantage(data, adv_estimator="durian", config=cfg).batch["advantages"]
         assert adv[:16].abs().max().item() == 0.0 and adv[16:].abs().max().item() > 0
 

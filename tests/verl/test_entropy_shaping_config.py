@@ -3,7 +3,7 @@
 import pytest
 from omegaconf import OmegaConf
 
-from verl_difficulty.verl_glue.config import ConfigError
+from verl_difficulty.settings import ConfigError
 from verl_difficulty.verl_glue.entropy_shaping import check_run_config
 
 
@@ -36,5 +36,8 @@ def test_checks_are_installed_on_both_trainers():
     from verl.trainer.ppo import ray_trainer
     from verl.trainer.ppo.v1 import trainer_base
 
-    assert getattr(ray_trainer.RayPPOTrainer.init_workers, "__verl_difficulty_entropy__", False)
-    assert getattr(trainer_base.PPOTrainer.init, "__verl_difficulty_entropy__", False)
+    assert trainer_base.PPOTrainer.init.__verl_difficulty_extension__.endswith(":PPOTrainer.init")
+    # the legacy trainer refuses shaping when it starts, before verl's own init_workers runs
+    legacy = type("Trainer", (), {"config": _config({"enable": True})})()
+    with pytest.raises(ConfigError, match="works on verl's v1 trainer only"):
+        ray_trainer.RayPPOTrainer.init_workers(legacy)

@@ -73,7 +73,7 @@ def _settings(estimator: str, case: str, rng: np.random.Generator) -> dict:
                         num_reasoning_buckets=int(rng.choice([1, 12, 256, 257, 10**9])),
                         perceptual_thresholds=[None, [-1e30, 1e30], [1.0, 2.0], [2.0, 2.0]][rng.integers(4)],
                         perceptual_bucket_rule=str(rng.choice(["closed_quantile", "half_open_rank"])),
-                        include_zero_variance_groups=bool(rng.integers(2)),
+                        include_degenerate_groups=bool(rng.integers(2)),
                         min_bucket_size=int(rng.choice([2, 3, 10**12])),
                         confidence=str(rng.choice(["mean", "sum"])))
         return {"durian": node}
@@ -86,7 +86,7 @@ def _settings(estimator: str, case: str, rng: np.random.Generator) -> dict:
                     epsilon=float(rng.choice([1e-6, 1e-320, 1e300])),
                     batch_norm=str(rng.choice(["response", "padded_tokens"])),
                     rrb=str(rng.choice(["paper", "code", "off"])))
-    return {"diva": node}
+    return {"diva_grpo": node}
 
 
 def _ids(case: str, num_prompts: int, rng: np.random.Generator) -> list:
@@ -181,7 +181,7 @@ def hostile_batch(index: int, seed: int = 0):
 
 def named_error(err: BaseException) -> bool:
     """One of our errors, naming the setting (algorithm.<estimator>.<key>) and, when a sample is at fault, its uid."""
-    from verl_difficulty.verl_glue.config import ConfigError
+    from verl_difficulty.settings import ConfigError
     from verl_difficulty.verl_glue.fields import FieldError
 
     message = str(err)

@@ -6,7 +6,7 @@ import torch
 from omegaconf import OmegaConf
 from support import object_array, reference_g2rpo, tensors_from_scores
 
-from verl_difficulty.synthetic import make_batch
+from examples.synthetic import make_batch
 from verl_difficulty.verl_glue import metrics
 
 

@@ -21,7 +21,7 @@ def canon(values, valid=None):
     values = object_array(values)
     valid = np.ones(len(values), dtype=bool) if valid is None else np.asarray(valid)
     return canonical_labels(values, valid, object_array([f"u{i}" for i in range(len(values))]),
-                            key="extra_info.problem_id", setting="algorithm.diva.problem_id_key").tolist()
+                            key="extra_info.problem_id", setting="algorithm.diva_grpo.problem_id_key").tolist()
 
 
 def test_canonical_keys():
@@ -37,8 +37,8 @@ def test_canonical_keys():
     (2.0**60, "not an exact id"), (b"1", "not bytes"),
 ])
 def test_unusable_values_name_field_sample_and_fix(bad, why):
-    with pytest.raises(FieldError, match=r"algorithm\.diva\.problem_id_key='extra_info\.problem_id': sample uid=u1 "
-                                         r"\(row 1, 1 rows in all\) has extra_info\.problem_id=.*" + why
+    with pytest.raises(FieldError, match=r"algorithm\.diva_grpo\.problem_id_key='extra_info\.problem_id': sample "
+                                         r"uid=u1 \(row 1, 1 rows in all\) has extra_info\.problem_id=.*" + why
                                          + r".*Store one string or integer per sample"):
         canon(["p", bad, "q"])
 
@@ -63,7 +63,7 @@ def test_diva_groups_and_tracker_keys_agree_for_mixed_type_ids(ids):
     import verl  # noqa: F401
     from verl.trainer.ppo import ray_trainer
 
-    cfg = OmegaConf.create({"diva": {"tracker_signal": "reward"}})
+    cfg = OmegaConf.create({"diva_grpo": {"tracker_signal": "reward"}})
     want = ray_trainer.compute_advantage(diva_batch(["1"] * 4), adv_estimator="diva_grpo", config=cfg)
     diva_tracker.TRACKER.__init__()
     metrics.drain()
@@ -79,4 +79,4 @@ def test_list_problem_id_names_the_sample():
 
     with pytest.raises(FieldError, match=r"sample uid=b \(row 2, 2 rows in all\) has extra_info\.problem_id=\[1, 2\]"):
         ray_trainer.compute_advantage(diva_batch(["p", "p", [1, 2], [1, 2]]), adv_estimator="diva_grpo",
-                                      config=OmegaConf.create({"diva": {"tracker_signal": "reward"}}))
+                                      config=OmegaConf.create({"diva_grpo": {"tracker_signal": "reward"}}))

@@ -10,8 +10,8 @@ import pytest
 import torch
 from support import recording_estimator, reference_g2rpo, registered_estimators
 
-from verl_difficulty.synthetic import make_batch
-from verl_difficulty.verl_glue.local_v1 import LocalV1Advantage, to_width
+from examples.local_v1 import LocalV1Advantage, to_width
+from examples.synthetic import make_batch
 
 pytestmark = pytest.mark.ray
 
@@ -147,7 +147,7 @@ def test_reward_extra_info_numbers_are_read_per_row_from_transfer_queue(v1):
     import transfer_queue as tq
     from transfer_queue import KVBatchMeta
 
-    from verl_difficulty.verl_glue.local_v1 import PARTITION
+    from examples.local_v1 import PARTITION
     from verl_difficulty.verl_glue.seam import fetch_reward_numbers
 
     batch = make_batch(num_prompts=3, group_size=4, response_length=5, seed=11, padding_rows=2)

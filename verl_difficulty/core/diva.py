@@ -27,7 +27,7 @@ __all__ = [
     "RRB_MODES",
     "TRACKER_RULES",
     "DivaResult",
-    "diva_scores",
+    "diva_advantages",
     "update_difficulty",
     "MIN_DIFFICULTY",
     "MAX_DIFFICULTY",
@@ -82,17 +82,17 @@ class DivaResult:
     rrb_clamped: torch.Tensor  # [N] bool, the row's local or global reward spread exceeds reward_range (paper RRB)
 
 
-def _group_z(r: torch.Tensor, group: torch.Tensor, num: int, epsilon: float):
+def _group_z(r: torch.Tensor, group_ids: torch.Tensor, num: int, epsilon: float):
     """GRPO z-score within groups (unbiased std); groups of one get 0 (the released code asserts), and a
     group of equal rewards gets exactly 0 (with float32 rewards its mean is off by ~1e-8, which divided by
     a std of the same size would not be 0)."""
-    count = segment_count(group, num)
-    mean = segment_mean(r, group, num, count)
-    std = segment_std(r, group, num, mean=mean, count=count)
-    lo, hi = segment_min_max(r, group, num)
-    z = (r - mean[group]) / (std[group] + epsilon)
-    singleton = count[group] <= 1
-    return torch.where(singleton | (lo == hi)[group], torch.zeros_like(z), z), singleton
+    count = segment_count(group_ids, num)
+    mean = segment_mean(r, group_ids, num, count)
+    std = segment_std(r, group_ids, num, mean=mean, count=count)
+    lo, hi = segment_min_max(r, group_ids, num)
+    z = (r - mean[group_ids]) / (std[group_ids] + epsilon)
+    singleton = count[group_ids] <= 1
+    return torch.where(singleton | (lo == hi)[group_ids], torch.zeros_like(z), z), singleton
 
 
 def _batch_normalise(
@@ -126,7 +126,7 @@ def _batch_normalise(
 
 
 def _rrb_scale(
-    r: torch.Tensor, group: torch.Tensor, num: int, mode: str, reward_range: float
+    r: torch.Tensor, group_ids: torch.Tensor, num: int, mode: str, reward_range: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(factor, clamped) per row. paper: (max r − min r) / R_max over the group, at most 1 (R_max is the
     widest spread a group can have: a wider one means reward_range is set too small, and is flagged);
@@ -134,11 +134,11 @@ def _rrb_scale(
     no = torch.zeros_like(r, dtype=torch.bool)
     if mode == "off":
         return torch.ones_like(r), no
-    lo, hi = segment_min_max(r, group, num)
+    lo, hi = segment_min_max(r, group_ids, num)
     if mode == "paper":
-        ratio = ((hi - lo) / reward_range)[group]
+        ratio = ((hi - lo) / reward_range)[group_ids]
         return ratio.clamp(max=1.0), ratio > 1.0 + 1e-9
-    return torch.where(hi[group] < 0.15, torch.full_like(r, 0.1), torch.ones_like(r)), no
+    return torch.where(hi[group_ids] < 0.15, torch.full_like(r, 0.1), torch.ones_like(r)), no
 
 
 def _check_inputs(r: torch.Tensor, d: torch.Tensor, rows: torch.Tensor, kappa: float, reward_range: float,
@@ -165,13 +165,14 @@ def _check_inputs(r: torch.Tensor, d: torch.Tensor, rows: torch.Tensor, kappa: f
                          f"({int(lengths.max())} tokens)")
 
 
-def diva_scores(
+def diva_advantages(
     rewards: torch.Tensor,
-    uid_ids: torch.Tensor,
+    group_ids: torch.Tensor,
+    valid_rows: torch.Tensor,
     problem_ids: torch.Tensor,
     difficulty: torch.Tensor,
-    valid: torch.Tensor,
     lengths: torch.Tensor,
+    *,
     batch_norm: str = "response",
     rrb: str = "paper",
     reward_range: float = 1.0,
@@ -185,17 +186,18 @@ def diva_scores(
 
     Args:
         rewards: [N] scalar reward per response.
-        uid_ids: [N] local group (verl's uid: one prompt row, an original or a variant).
+        group_ids: [N] local group (verl's uid: one prompt row, an original or a variant).
+        valid_rows: [N] bool; padding rows take part in nothing and get 0.
         problem_ids: [N] global group (shared by an original and all its variants).
-        difficulty: [N] the prompt row's difficulty D (tracked difficulty of the problem + the variant's δ).
-        valid: [N] bool; padding rows take part in nothing and get 0.
+        difficulty: [N] the prompt row's difficulty D (tracked difficulty of the problem + the variant's δ),
+            each in DIFFICULTY_RANGE.
         lengths: [N] response lengths in tokens (only the ``padded_tokens`` batch normalisation uses them).
-        padded_width: T of the padded [N, T] token tensor (``padded_tokens``); default the longest length;
-            at least the longest length.
         batch_norm: ``response`` (paper, default) or ``padded_tokens`` (released code).
         rrb: ``paper`` | ``code`` | ``off``; reward_range is R_max of the paper's form.
         kappa: difficulty-weighting strength κ, in [0, max_kappa()].
-        difficulty: each in DIFFICULTY_RANGE.
+        local_weight, global_weight: A = local_weight·local + global_weight·global (paper: 1.0 / 1.0).
+        padded_width: T of the padded [N, T] token tensor (``padded_tokens``); default the longest length;
+            at least the longest length.
 
     Raises ValueError / FloatingPointError for every input that would make an advantage non-finite:
     non-finite or huge rewards, difficulties off DIVA's scale, κ beyond its bound, R_max <= 0. With those
@@ -206,9 +208,9 @@ def diva_scores(
     if rrb not in RRB_MODES:
         raise ValueError(f"unknown DIVA reward-range rescaling {rrb!r}; expected one of {RRB_MODES}")
     n = rewards.numel()
-    rows = valid.nonzero().squeeze(-1)
+    rows = valid_rows.nonzero().squeeze(-1)
     r = rewards[rows].to(torch.float64)  # statistics in float64; the result comes back in rewards.dtype
-    local_group, num_local = compact_ids(uid_ids[rows])
+    local_group, num_local = compact_ids(group_ids[rows])
     global_group, num_global = compact_ids(problem_ids[rows])
     row_lengths = lengths[rows]
     d = difficulty[rows].to(r.dtype)

@@ -6,12 +6,12 @@ Pure and deterministic given a ``numpy.random.Generator``: no I/O, no images, no
 Flow for one original problem with tracked difficulty D and k variants:
 
 1. :func:`draw_deltas` picks k difficulty changes δ = target − round(D): the fixed table
-   :data:`TARGET_ONE` for k = 1, draws round(N(m_D, 1)) clipped to [1, 9] for k > 1 (spec and released
+   :data:`TARGET_ONE` for k = 1, draws round(N(m_D, 1)) clipped to [1, 9] for k > 1 (paper and released
    code alike), keeping at most one hint (δ < 0) variant.
 2. :func:`plan_variant` picks, for one δ, a transform and its parameters (rotation angle, noise σ, number
    of hint steps, paraphrase index) and the δ recorded for the variant. Two modes:
 
-   - ``uniform``: one of the transform kinds the spec lists for δ (:func:`transform_options`), each
+   - ``uniform``: one of the transform kinds the paper lists for δ (:func:`transform_options`), each
      equally likely; the variant records the planned δ.
    - ``released``: the authors' released ``gen_new_item.py`` tables (:data:`RELEASED_OPTIONS`): its
      weights (an option listed twice is twice as likely), its recorded δ per option (duplicates and
@@ -173,11 +173,11 @@ def draw_deltas(difficulty: float, num_variants: int, rng: np.random.Generator,
     return tuple(deltas)
 
 
-# ------------------------------------------------------------------ uniform mode (the spec's lists)
+# ------------------------------------------------------------------ uniform mode (the paper's lists)
 
 
 def transform_options(delta: int) -> tuple[tuple[str, ...], ...]:
-    """The transforms the spec allows for ``delta``; each option is a sequence applied in order."""
+    """The transforms the paper allows for ``delta``; each option is a sequence applied in order."""
     if delta < 0:
         return ((HINT,),)
     if delta == 0:
@@ -202,7 +202,7 @@ def noise_sigma(delta: int) -> float:
 
 
 def rotation_step(delta: int) -> int:
-    """Uniform mode's angle step (this project's choice; the spec gives none): 45° at +1, 30° at +2/+3, 1° above."""
+    """Uniform mode's angle step (this project's choice; the paper gives none): 45° at +1, 30° at +2/+3, 1° above."""
     if delta <= 1:
         return 45
     if delta <= 3:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
+from verl_difficulty.core.choices import PERCEPTUAL_BUCKET_RULES
 from verl_difficulty.core.groups import (
     compact_ids,
     first_index,
@@ -37,7 +38,7 @@ __all__ = [
     "DurianResult",
     "closed_buckets",
     "closed_quantile_buckets",
-    "durian_scores",
+    "durian_advantages",
     "midrank_fraction",
     "pooled_bucket_stats",
     "rank_buckets",
@@ -48,14 +49,13 @@ __all__ = [
 # closed_quantile: the paper's Eq. 10, closed outer buckets at the q-quantiles of H (6 prompts -> 2:2:2).
 # half_open_rank: bucket by the prompt's midrank fraction in [0, q1), [q1, q2), [q2, 1) (6 prompts -> 1:3:2);
 # with fixed thresholds, [t1, t2) is the middle bucket.
-PERCEPTUAL_BUCKET_RULES = ("closed_quantile", "half_open_rank")
 
 
 @dataclass(frozen=True)
 class DurianResult:
     advantages: torch.Tensor  # [N]
     grpo: torch.Tensor  # [N] the GRPO term alone
-    perceptual_bucket: torch.Tensor  # [N] int64, -1 = no bucket (no image, zero variance, padding)
+    perceptual_bucket: torch.Tensor  # [N] int64, -1 = no bucket (no image, degenerate group, padding)
     reasoning_bucket: torch.Tensor  # [N] int64, -1 = no bucket
     perceptual_fallback: torch.Tensor  # [N] bool, the perceptual term used the group's own std
     reasoning_fallback: torch.Tensor  # [N] bool
@@ -65,7 +65,7 @@ class DurianResult:
     reasoning_size: torch.Tensor
     perceptual_reward_mean: torch.Tensor  # [num perceptual buckets] mean pooled reward
     reasoning_reward_mean: torch.Tensor
-    zero_variance: torch.Tensor  # [N] bool, row belongs to a group whose rewards are all equal (or 1 response)
+    degenerate: torch.Tensor  # [N] bool, row belongs to a group whose rewards are all equal (or 1 response)
     perceptual_cuts: torch.Tensor  # [2] float64 visual-entropy cut points used (NaN: no prompt ranked, or cuts
     # made on rank fractions, half_open_rank without thresholds)
 
@@ -141,18 +141,19 @@ def equal_frequency_edges(num_buckets: int) -> tuple[float, ...]:
     return tuple(k / num_buckets for k in range(1, num_buckets))
 
 
-def durian_scores(
+def durian_advantages(
     rewards: torch.Tensor,
     group_ids: torch.Tensor,
-    valid: torch.Tensor,
+    valid_rows: torch.Tensor,
     visual_entropy: torch.Tensor,
     confidence: torch.Tensor,
+    *,
     alphas: tuple[float, float, float] = (0.1, 0.2, 0.7),
     num_reasoning_buckets: int = 12,
     perceptual_quantiles: tuple[float, float] = (0.25, 0.75),
     perceptual_thresholds: tuple[float, ...] | None = None,
     perceptual_bucket_rule: str = "closed_quantile",
-    include_zero_variance_groups: bool = False,
+    include_degenerate_groups: bool = False,
     min_bucket_size: int = 2,
     epsilon: float = 1e-6,
 ) -> DurianResult:
@@ -161,7 +162,7 @@ def durian_scores(
     Args:
         rewards: [N] scalar reward per response (finite on valid rows).
         group_ids: [N] int64 prompt-group id (verl's uid, factorized: codes 0..K-1).
-        valid: [N] bool; False for padding rows (take part in nothing, get 0).
+        valid_rows: [N] bool; False for padding rows (take part in nothing, get 0).
         visual_entropy: [N] the prompt's visual entropy H (the same on all its rows; the first valid row's
             value is used), NaN for a sample without an image.
         confidence: [N] the response's confidence (its mean or summed token log-prob); the prompt's
@@ -173,8 +174,8 @@ def durian_scores(
         perceptual_bucket_rule: ``closed_quantile`` (Eq. 10: H <= τ1 low, H >= τ2 high; with thresholds
             H <= t1, H >= t2) or ``half_open_rank`` (midrank fraction in [0, q1), [q1, q2), [q2, 1); with
             thresholds [t1, t2) is the middle). See :data:`PERCEPTUAL_BUCKET_RULES`.
-        include_zero_variance_groups: choice: by default a group whose rewards are all equal (its
-            advantage is 0 anyway) is left out of the bucket populations and of the ranking.
+        include_degenerate_groups: choice: by default a degenerate group (rewards all equal, or a single
+            response: its advantage is 0 anyway) is left out of the bucket populations and of the ranking.
         min_bucket_size: a bucket pooling fewer rewards than this, or with std 0, falls back to the
             group's own std for its members.
     """
@@ -187,32 +188,32 @@ def durian_scores(
     n = rewards.numel()
     device = rewards.device
     num_perceptual = 3
-    all_valid = bool(valid.all())
-    rows = None if all_valid else valid.nonzero().squeeze(-1)
+    all_valid = bool(valid_rows.all())
+    rows = None if all_valid else valid_rows.nonzero().squeeze(-1)
 
     def pick(values: torch.Tensor) -> torch.Tensor:
         return values if all_valid else values[rows]
 
     # statistics in float64: with float32 a group of equal rewards has a mean that is off by ~1e-8, and
     # (r - mean) / (std + eps) would then give those rows sizeable non-zero advantages
-    r, group = pick(rewards).to(torch.float64), pick(group_ids)
-    if group.numel() and int(group.max()) + 1 > 2 * group.numel():  # sparse ids: renumber
-        group, num_groups = compact_ids(group)
+    r, group_ids = pick(rewards).to(torch.float64), pick(group_ids)  # valid rows only from here on
+    if group_ids.numel() and int(group_ids.max()) + 1 > 2 * group_ids.numel():  # sparse ids: renumber
+        group_ids, num_groups = compact_ids(group_ids)
     else:
-        num_groups = int(group.max()) + 1 if group.numel() else 0
+        num_groups = int(group_ids.max()) + 1 if group_ids.numel() else 0
 
     # per-prompt statistics; ids seen only on padding rows have count 0 and join nothing
-    count = segment_count(group, num_groups)
-    mean = segment_mean(r, group, num_groups, count)
-    own_std = segment_std(r, group, num_groups, mean=mean, count=count)
-    lo, hi = segment_min_max(r, group, num_groups)
-    zero_variance_prompt = (count <= 1) | (lo == hi)
-    eligible = (count > 0) if include_zero_variance_groups else ~zero_variance_prompt
+    count = segment_count(group_ids, num_groups)
+    mean = segment_mean(r, group_ids, num_groups, count)
+    own_std = segment_std(r, group_ids, num_groups, mean=mean, count=count)
+    lo, hi = segment_min_max(r, group_ids, num_groups)
+    degenerate_prompt = (count <= 1) | (lo == hi)
+    eligible = (count > 0) if include_degenerate_groups else ~degenerate_prompt
     # H is a property of the prompt (its rows repeat one dataset row): take it from the prompt's first row.
     # A mean of k equal copies is not exact in floating point (x·3/3 ≠ x·2/2), which would split ties.
-    first = first_index(group, num_groups).clamp_max(max(group.numel() - 1, 0))
+    first = first_index(group_ids, num_groups).clamp_max(max(group_ids.numel() - 1, 0))
     prompt_entropy = pick(visual_entropy).to(torch.float64)[first]  # NaN: no image (absent prompts: unused)
-    prompt_confidence = segment_mean(pick(confidence).to(torch.float64), group, num_groups, count)
+    prompt_confidence = segment_mean(pick(confidence).to(torch.float64), group_ids, num_groups, count)
 
     # bucket of every prompt (-1 = none), by rank among eligible prompts (perceptual: those with an image)
     perceptual_prompt = torch.full((num_groups,), -1, dtype=torch.long, device=device)
@@ -230,7 +231,7 @@ def durian_scores(
         usable = (size >= min_bucket_size) & (std > 0)
         safe = prompt_bucket.clamp_min(0)
         pooled = (prompt_bucket >= 0) & usable[safe]
-        # choice: prompts outside every bucket (no image; zero-variance groups, numerator 0) use their own std
+        # choice: prompts outside every bucket (no image; degenerate groups, numerator 0) use their own std
         return torch.where(pooled, std[safe].to(own_std.dtype), own_std), pooled, size, bucket_mean, std
 
     perc_den, perc_pooled, perc_size, perc_mean, perc_std = denominator(perceptual_prompt, num_perceptual)
@@ -240,11 +241,10 @@ def durian_scores(
     grpo_scale = 1.0 / (own_std + epsilon)
     # one coefficient per prompt, one gather per response: A = (r - μ_s) · Σ_k α_k / (σ_k(s) + ε)
     scale = alpha_ori * grpo_scale + alpha_perc / (perc_den + epsilon) + alpha_reas / (reas_den + epsilon)
-    # exactly 0 for single-response and zero-variance groups, whatever the rounding (where, not a product:
-    # their scale may be 1/ε)
-    degenerate_row = zero_variance_prompt[group]
-    centred = torch.where(degenerate_row, torch.zeros_like(r), r - mean[group])
-    advantage = torch.where(degenerate_row, torch.zeros_like(r), centred * scale[group])
+    # exactly 0 for degenerate groups, whatever the rounding (where, not a product: their scale may be 1/ε)
+    degenerate_row = degenerate_prompt[group_ids]
+    centred = torch.where(degenerate_row, torch.zeros_like(r), r - mean[group_ids])
+    advantage = torch.where(degenerate_row, torch.zeros_like(r), centred * scale[group_ids])
 
     def full(values: torch.Tensor, fill) -> torch.Tensor:
         if values.is_floating_point():
@@ -255,21 +255,21 @@ def durian_scores(
         out[rows] = values
         return out
 
-    real = ~zero_variance_prompt
+    real = ~degenerate_prompt
     return DurianResult(
         advantages=full(advantage, 0),
-        grpo=full(torch.where(degenerate_row, torch.zeros_like(r), centred * grpo_scale[group]), 0),
-        perceptual_bucket=full(perceptual_prompt[group], -1),
-        reasoning_bucket=full(reasoning_prompt[group], -1),
-        perceptual_fallback=full((real & ~perc_pooled)[group], False),
-        reasoning_fallback=full((real & ~reas_pooled)[group], False),
+        grpo=full(torch.where(degenerate_row, torch.zeros_like(r), centred * grpo_scale[group_ids]), 0),
+        perceptual_bucket=full(perceptual_prompt[group_ids], -1),
+        reasoning_bucket=full(reasoning_prompt[group_ids], -1),
+        perceptual_fallback=full((real & ~perc_pooled)[group_ids], False),
+        reasoning_fallback=full((real & ~reas_pooled)[group_ids], False),
         perceptual_std=perc_std,
         reasoning_std=reas_std,
         perceptual_size=perc_size,
         reasoning_size=reas_size,
         perceptual_reward_mean=perc_mean,
         reasoning_reward_mean=reas_mean,
-        zero_variance=full(zero_variance_prompt[group], False),
+        degenerate=full(degenerate_row, False),
         perceptual_cuts=cuts,
     )
 

@@ -56,19 +56,19 @@ def band_penalty(h: torch.Tensor, h_min: torch.Tensor, h_max: torch.Tensor) -> t
     return torch.relu(h - h_max) + torch.relu(h_min - h)
 
 
-def task_token_sums(values: torch.Tensor, mask: torch.Tensor, task_index: torch.Tensor,
+def task_token_sums(values: torch.Tensor, mask: torch.Tensor, task_ids: torch.Tensor,
                     num_tasks: int) -> torch.Tensor:
     """[K] sum of ``values`` ([B, T]) over the masked tokens of each task's rows (differentiable)."""
     row_sums = (values * mask.to(values.dtype)).sum(dim=-1)
     out = torch.zeros(num_tasks, dtype=values.dtype, device=values.device)
-    return out.index_add(0, task_index.to(device=values.device, dtype=torch.long), row_sums)
+    return out.index_add(0, task_ids.to(device=values.device, dtype=torch.long), row_sums)
 
 
-def task_token_counts(mask: torch.Tensor, task_index: torch.Tensor, num_tasks: int) -> torch.Tensor:
+def task_token_counts(mask: torch.Tensor, task_ids: torch.Tensor, num_tasks: int) -> torch.Tensor:
     """[K] float64 number of masked tokens of each task's rows (mask [B, T])."""
     row_counts = mask.to(torch.float64).sum(dim=-1)
     out = torch.zeros(num_tasks, dtype=torch.float64, device=mask.device)
-    return out.index_add(0, task_index.to(device=mask.device, dtype=torch.long), row_counts)
+    return out.index_add(0, task_ids.to(device=mask.device, dtype=torch.long), row_counts)
 
 
 @dataclass
@@ -89,7 +89,7 @@ class EntropyBandStats:
 def entropy_band_regulariser(
     token_entropy: torch.Tensor,
     response_mask: torch.Tensor,
-    task_index: torch.Tensor,
+    task_ids: torch.Tensor,
     bands: torch.Tensor,
     global_task_tokens: torch.Tensor | None = None,
     dp_size: int = 1,
@@ -99,7 +99,7 @@ def entropy_band_regulariser(
     Args:
         token_entropy: [B, T] per-token entropy estimate (grad flows through it).
         response_mask: [B, T] bool/0-1 mask of the tokens that count.
-        task_index: [B] int, each row's task in ``0..K-1``.
+        task_ids: [B] int, each row's task in ``0..K-1``.
         bands: [K, 2] (H_min, H_max) per task.
         global_task_tokens: [K] N_tau, task tau's token count in the mini-batch over all data-parallel ranks;
             None = this micro-batch is the whole mini-batch (N_tau = n_tau^m; requires dp_size == 1).
@@ -114,16 +114,16 @@ def entropy_band_regulariser(
     if bands.ndim != 2 or bands.shape[1] != 2:
         raise ValueError(f"bands must be [num_tasks, 2] (H_min, H_max), got {tuple(bands.shape)}")
     num_tasks = bands.shape[0]
-    task_index = task_index.reshape(-1).to(device=token_entropy.device, dtype=torch.long)
-    if task_index.numel() != token_entropy.shape[0]:
-        raise ValueError(f"task_index has {task_index.numel()} rows, token_entropy {token_entropy.shape[0]}")
-    if task_index.numel() and (int(task_index.min()) < 0 or int(task_index.max()) >= num_tasks):
-        raise ValueError(f"task_index values must lie in [0, {num_tasks}), got [{int(task_index.min())}, "
-                         f"{int(task_index.max())}]")
+    task_ids = task_ids.reshape(-1).to(device=token_entropy.device, dtype=torch.long)
+    if task_ids.numel() != token_entropy.shape[0]:
+        raise ValueError(f"task_ids has {task_ids.numel()} rows, token_entropy {token_entropy.shape[0]}")
+    if task_ids.numel() and (int(task_ids.min()) < 0 or int(task_ids.max()) >= num_tasks):
+        raise ValueError(f"task_ids values must lie in [0, {num_tasks}), got [{int(task_ids.min())}, "
+                         f"{int(task_ids.max())}]")
     mask = response_mask.to(torch.bool)
     h = torch.where(mask, token_entropy, torch.zeros_like(token_entropy))  # NaN/inf in padding must not leak
-    sums = task_token_sums(h, mask, task_index, num_tasks)
-    counts = task_token_counts(mask, task_index, num_tasks).to(sums.device)
+    sums = task_token_sums(h, mask, task_ids, num_tasks)
+    counts = task_token_counts(mask, task_ids, num_tasks).to(sums.device)
     present = counts > 0
     mean = sums / counts.clamp(min=1.0).to(sums.dtype)  # H_tau^m; 0 where absent (sums are 0 there)
     bands = bands.to(device=sums.device, dtype=sums.dtype)

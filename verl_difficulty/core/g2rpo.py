@@ -14,17 +14,17 @@ from typing import Literal
 
 import torch
 
+from verl_difficulty.core.choices import G2RPO_MODES
 from verl_difficulty.core.groups import (
     combine_ids,
     compact_ids,
     segment_count,
     segment_min_max,
-    segment_normal_scores,
+    segment_normal_quantiles,
 )
 
-__all__ = ["G2RPOResult", "g2rpo_scores", "snap_to_tolerance", "MODES"]
+__all__ = ["G2RPOResult", "g2rpo_advantages", "snap_to_tolerance"]
 
-MODES = ("two_stage", "single_stage")
 Mode = Literal["two_stage", "single_stage"]
 
 
@@ -50,11 +50,12 @@ def snap_to_tolerance(rewards: torch.Tensor, tolerance: float) -> torch.Tensor:
     return torch.round(wide / tolerance) * tolerance
 
 
-def g2rpo_scores(
+def g2rpo_advantages(
     rewards: torch.Tensor,
     group_ids: torch.Tensor,
+    valid_rows: torch.Tensor,
     task_ids: torch.Tensor,
-    valid: torch.Tensor,
+    *,
     mode: Mode = "two_stage",
     include_degenerate_groups: bool | None = None,
     tie_tolerance: float = 0.0,
@@ -64,14 +65,14 @@ def g2rpo_scores(
     Args:
         rewards: [N] scalar reward per response (finite).
         group_ids: [N] int64 prompt-group id (verl's uid, factorized).
+        valid_rows: [N] bool; False for padding rows, which take part in no statistic and get 0.
         task_ids: [N] int64 task id (factorized task label).
-        valid: [N] bool; False for padding rows, which take part in no statistic and get 0.
         mode: ``two_stage`` (default; the authors' code): stage 1 maps rewards to N(0,1) within each
             (task, prompt group), stage 2 maps those values to N(0,1) within each task over the batch.
             ``single_stage`` (the paper's Eq. 5 read literally): rewards map to N(0,1) within each
             task, with no per-prompt baseline.
-        include_degenerate_groups: groups whose valid rewards are all equal, or that hold a single
-            valid response, carry no within-prompt signal. False: they get 0 and stay out of the
+        include_degenerate_groups: degenerate groups (valid rewards all equal, or a single valid
+            response) carry no within-prompt signal. False: they get 0 and stay out of the
             task-level map. True: they are ranked with the others (as the authors' code does in two_stage,
             up to its float32 tie noise, where they then receive a non-zero stage-2 value; Eq. 5 literally
             in single_stage). None (default): False for two_stage, True for single_stage.
@@ -80,27 +81,28 @@ def g2rpo_scores(
     Returns:
         :class:`G2RPOResult`.
     """
-    if mode not in MODES:
-        raise ValueError(f"unknown G2RPO mode {mode!r}; expected one of {MODES}")
+    if mode not in G2RPO_MODES:
+        raise ValueError(f"unknown G2RPO mode {mode!r}; expected one of {G2RPO_MODES}")
     if include_degenerate_groups is None:
         include_degenerate_groups = mode == "single_stage"
     n = rewards.numel()
     advantages = torch.zeros(n, dtype=rewards.dtype, device=rewards.device)
     degenerate = torch.zeros(n, dtype=torch.bool, device=rewards.device)
-    rows = valid.nonzero().squeeze(-1)
+    rows = valid_rows.nonzero().squeeze(-1)
     if rows.numel() == 0:
         return G2RPOResult(advantages, degenerate, torch.zeros_like(degenerate))
 
     r = snap_to_tolerance(rewards[rows], tie_tolerance)
     task = task_ids[rows]
-    group, num_groups = combine_ids(task, group_ids[rows])
-    lo, hi = segment_min_max(r, group, num_groups)
-    group_is_degenerate = (segment_count(group, num_groups) <= 1) | (lo == hi)
-    row_degenerate = group_is_degenerate[group]
+    # stage-1 segments: one per (task, prompt group) pair
+    task_group, num_task_groups = combine_ids(task, group_ids[rows])
+    lo, hi = segment_min_max(r, task_group, num_task_groups)
+    group_is_degenerate = (segment_count(task_group, num_task_groups) <= 1) | (lo == hi)
+    row_degenerate = group_is_degenerate[task_group]
     degenerate[rows] = row_degenerate
 
     if mode == "two_stage":
-        stage_one = segment_normal_scores(r, group, num_groups)
+        stage_one = segment_normal_quantiles(r, task_group, num_task_groups)
     else:
         stage_one = r
 
@@ -108,7 +110,7 @@ def g2rpo_scores(
     ranked_rows = rows[ranked_local]
     if ranked_rows.numel():
         ranked_task, num_tasks = compact_ids(task[ranked_local])
-        advantages[ranked_rows] = segment_normal_scores(stage_one[ranked_local], ranked_task, num_tasks).to(
+        advantages[ranked_rows] = segment_normal_quantiles(stage_one[ranked_local], ranked_task, num_tasks).to(
             advantages.dtype)
     ranked = torch.zeros_like(degenerate)
     ranked[ranked_rows] = True

@@ -28,7 +28,7 @@ __all__ = [
     "segment_std",
     "segment_min_max",
     "first_index",
-    "segment_normal_scores",
+    "segment_normal_quantiles",
 ]
 
 _SQRT2 = math.sqrt(2.0)
@@ -42,10 +42,9 @@ def vector_math(device: torch.device | str) -> Iterator[None]:
     """Run [N]-vector statistics with one intra-op thread on CPU.
 
     A few thousand elements per op are far too little work to split across threads, and waking an
-    OpenMP pool for each of the ~40 small ops costs more than the ops: measured on a 2-vCPU machine, the
-    G2RPO statistics for 32768 responses took 15 ms on one thread and 300-950 ms on two. The [B, T]
-    passes (reward sum, broadcast) stay outside and keep torch's threading. Process-global setting,
-    restored on exit; the advantage step runs on verl's single driver thread.
+    OpenMP pool for each of the ~40 small ops costs more than the ops themselves. The [B, T] passes
+    (reward sum, broadcast) stay outside and keep torch's threading. Process-global setting, restored
+    on exit; the advantage step runs on verl's single driver thread.
     """
     previous = torch.get_num_threads()
     if torch.device(device).type != "cpu" or previous == 1:
@@ -154,7 +153,7 @@ def _sort_within_segments(values: torch.Tensor, seg: torch.Tensor) -> torch.Tens
     return by_value[torch.argsort(seg[by_value], stable=True)]
 
 
-def segment_normal_scores(values: torch.Tensor, seg: torch.Tensor, num_segments: int) -> torch.Tensor:
+def segment_normal_quantiles(values: torch.Tensor, seg: torch.Tensor, num_segments: int) -> torch.Tensor:
     """Rank-to-Gaussian (1-D optimal transport) map applied independently within each segment.
 
     For a segment of n values ranked ascending 1..n, the value of rank k maps to the standard normal

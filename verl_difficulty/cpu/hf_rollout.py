@@ -32,11 +32,12 @@ from typing import Any
 import ray
 import torch
 
+from verl_difficulty.cpu.tokenizer import VISION_TOKENS
+
 logger = logging.getLogger(__name__)
 
 BACKEND_NAME = "hf"
 SERVER_NAME_PREFIX = "verl_difficulty_hf_rollout"
-_VISION_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")
 
 
 def server_actor_name(replica_rank: int, name_suffix: str = "") -> str:
@@ -114,7 +115,7 @@ class HFGenerationServer:
 
         tokenizer = AutoTokenizer.from_pretrained(self.model_path, trust_remote_code=trust_remote_code)
         vocab = tokenizer.get_vocab()
-        self.vision_token_ids = sorted({vocab[t] for t in _VISION_TOKENS if t in vocab})
+        self.vision_token_ids = sorted({vocab[t] for t in VISION_TOKENS if t in vocab})
         eos: set[int] = set()
         try:
             generation_eos = GenerationConfig.from_pretrained(self.model_path).eos_token_id
@@ -338,11 +339,17 @@ def __getattr__(name: str):  # verl's registry imports "module.ClassName": build
 
 def register_rollout_adapter(base_module) -> None:
     """Add ``hf`` to ``verl.workers.rollout.base._ROLLOUT_REGISTRY`` (the worker-side adapter)."""
-    base_module._ROLLOUT_REGISTRY.setdefault((BACKEND_NAME, "async"), "verl_difficulty.cpu.hf_rollout.HFServerAdapter")
+    from verl_difficulty.verl_glue.patches import register
+
+    key, registry = (BACKEND_NAME, "async"), base_module._ROLLOUT_REGISTRY
+    register("verl.workers.rollout.base:_ROLLOUT_REGISTRY[hf]", registry.get(key),
+             "verl_difficulty.cpu.hf_rollout.HFServerAdapter", lambda path: registry.__setitem__(key, path))
 
 
 def register_rollout_replica(replica_module) -> None:
     """Add ``hf`` to ``verl.workers.rollout.replica.RolloutReplicaRegistry`` (the server launcher)."""
+    from verl_difficulty.verl_glue.patches import register
+
     registry = replica_module.RolloutReplicaRegistry
-    if BACKEND_NAME not in registry._registry:
-        registry.register(BACKEND_NAME, make_replica_class)
+    register("verl.workers.rollout.replica:RolloutReplicaRegistry[hf]", registry._registry.get(BACKEND_NAME),
+             make_replica_class, lambda loader: registry.register(BACKEND_NAME, loader))

@@ -205,6 +205,8 @@ def make_platform_class():
 
 def register_cpu_platform(platform_manager_module) -> None:
     """Register ``cpu`` in verl's PlatformRegistry (post-import hook on verl.plugin.platform.platform_manager)."""
+    from verl_difficulty.verl_glue.patches import register
+
     registry = platform_manager_module.PlatformRegistry
-    if registry.get(PLATFORM_NAME) is None:
-        registry.register(platform=PLATFORM_NAME)(make_platform_class())
+    register("verl.plugin.platform.platform_manager:PlatformRegistry[cpu]", registry.get(PLATFORM_NAME),
+             make_platform_class(), registry.register(platform=PLATFORM_NAME))

@@ -2,10 +2,10 @@
 
     python -m verl_difficulty.cpu.quickstart                      # g2rpo, 8 steps, tiny random Qwen2.5-VL
     python -m verl_difficulty.cpu.quickstart --estimator durian   # or diva_grpo, grpo, grpo_vectorized, ...
-    python -m verl_difficulty.cpu.quickstart --compare grpo       # + the same run with verl's grpo: step-time ratio
+    python -m verl_difficulty.cpu.quickstart --compare grpo       # + verl's grpo, runs alternating: step-time ratio
     python -m verl_difficulty.cpu.quickstart --save-freq 2 --resume   # continue from the last checkpoint
 
-It builds the tiny offline assets (``assets.py``), then runs verl's own entry point
+It builds the tiny offline assets (``cpu.assets``), then runs verl's own entry point
 (``python -m verl.trainer.main_ppo``) in a subprocess on verl's default v1 trainer: async agent-loop rollout on
 the ``hf`` backend, the ``multitask`` reward manager, the estimator, FSDP2 actor update on two gloo ranks, and
 the weight sync back to the rollout. Everything verl prints goes to ``<out>/<run>/verl.log``; metrics go to
@@ -28,6 +28,8 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from verl_difficulty.files import atomic_write_text
 
 ESTIMATOR_SETTINGS = {
     # task key for the per-task estimators: the synthetic data's data_source is one per task
@@ -79,7 +81,7 @@ def verl_overrides(spec: RunSpec, assets: dict, run_dir: Path) -> list[str]:
         f"data.train_batch_size={spec.prompts_per_step}",
         "data.max_prompt_length=256", f"data.max_response_length={spec.response_length}",
         "data.dataloader_num_workers=0", f"data.seed={spec.seed}",
-        "data.custom_cls.path=pkg://verl_difficulty.cpu.assets", "data.custom_cls.name=PilVisionRLHFDataset",
+        "data.custom_cls.path=pkg://verl_difficulty.cpu.dataset", "data.custom_cls.name=PilVisionRLHFDataset",
         # model: float32, sdpa attention (no flash-attn on CPU), no torch.compile
         f"actor_rollout_ref.model.path={model}", "actor_rollout_ref.model.trust_remote_code=True",
         "actor_rollout_ref.model.use_remove_padding=False",
@@ -177,9 +179,7 @@ def merge_metrics(*segments: list[dict], up_to: int | None = None) -> list[dict]
 def _write_metrics(path: Path, records: list[dict]) -> None:
     """Write records in verl's file-logger format, atomically (a kill leaves the old file or the new one)."""
     lines = [json.dumps({"step": m["step"], "data": {k: v for k, v in m.items() if k != "step"}}) for m in records]
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(line + "\n" for line in lines))
-    os.replace(tmp, path)
+    atomic_write_text(path, "".join(line + "\n" for line in lines))
 
 
 # ------------------------------------------------------------------------------------- stopping the tree
@@ -516,8 +516,33 @@ def step_time_ratio(candidate: list[dict], baseline: list[dict], first_step: int
     return statistics.median(ratios), ratios
 
 
+def alternating_order(labels: list[str], pairs: int) -> list[tuple[str, int]]:
+    """(label, pair) in run order: the labels forward, then backward, and so on (A B B A for two labels and two
+    pairs), so that a drift of the machine's speed over the session weighs on every label alike."""
+    return [(label, pair) for pair in range(pairs) for label in (labels if pair % 2 == 0 else labels[::-1])]
+
+
+def median_step_time(records: list[dict], first_step: int = 2) -> float:
+    """Median ``timing_s/step`` of one run over steps >= first_step (step 1 is warm-up)."""
+    times = [m["timing_s/step"] for m in records if m["step"] >= first_step and "timing_s/step" in m]
+    if not times:
+        raise ValueError(f"no steps >= {first_step} with timing_s/step")
+    return statistics.median(times)
+
+
+def paired_step_time_ratio(candidate_runs: list[list[dict]], baseline_runs: list[list[dict]],
+                           first_step: int = 2) -> tuple[float, list[float]]:
+    """Median over pairs of candidate / baseline median step time (runs of one pair sit next to each other)."""
+    if len(candidate_runs) != len(baseline_runs) or not candidate_runs:
+        raise ValueError(f"{len(candidate_runs)} candidate runs vs {len(baseline_runs)} baseline runs: need equal, > 0")
+    ratios = [median_step_time(c, first_step) / median_step_time(b, first_step)
+              for c, b in zip(candidate_runs, baseline_runs)]
+    return statistics.median(ratios), ratios
+
+
 def summarize(records: list[dict]) -> dict:
-    """The numbers the issue asks to see, from one run's metrics."""
+    """One run's summary: reward at the first and last step, largest |advantage|, largest gradient norm,
+    finite losses, and the lowest rollout/actor log-prob correlation."""
     def values(key):
         return [m[key] for m in records if key in m]
 
@@ -552,7 +577,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--entropy-shaping", action="store_true",
                         help="add the per-task entropy-band regulariser (algorithm.entropy_shaping) to the actor loss")
     parser.add_argument("--compare", metavar="ESTIMATOR", default=None,
-                        help="also run this estimator (e.g. grpo) and print the step-time ratio")
+                        help="also run this estimator (e.g. grpo), the runs alternating (A B B A ...), and print the "
+                             "step-time ratio")
+    parser.add_argument("--pairs", type=int, default=2,
+                        help="with --compare: pairs of runs (default 2: compare, estimator, estimator, compare)")
     parser.add_argument("--out", default="quickstart_out", help="output folder (default ./quickstart_out)")
     parser.add_argument("--assets", default=None, help="assets folder (default <out>/assets)")
     parser.add_argument("--no-plot", action="store_true")
@@ -568,9 +596,14 @@ def main(argv: list[str] | None = None) -> int:
                   samples_per_prompt=args.samples, lr=args.lr,
                   seed=args.seed, text_only=args.text_only, entropy_shaping=args.entropy_shaping,
                   extra_overrides=args.overrides)
-    specs = [RunSpec(name=args.estimator, estimator=args.estimator, **common)]
-    if args.compare:
-        specs.insert(0, RunSpec(name=args.compare, estimator=args.compare, **common))
+    if args.compare and (args.compare == args.estimator or args.resume or args.pairs < 1):
+        parser.error("--compare times fresh runs of two different estimators: give --estimator and --compare "
+                     "different names, --pairs >= 1, and no --resume")
+    # the first pair's runs keep the plain names (<out>/<estimator>); later pairs get .2, .3, ...
+    order = alternating_order([args.compare, args.estimator], args.pairs) if args.compare \
+        else [(args.estimator, 0)]
+    specs = [RunSpec(name=name if pair == 0 else f"{name}.{pair + 1}", estimator=name, **common)
+             for name, pair in order]
     results = {}
     try:
         for spec in specs:
@@ -591,9 +624,13 @@ def main(argv: list[str] | None = None) -> int:
         png = plot_run(main_records, out_dir / args.estimator / "metrics.png", title=f"{args.estimator} on CPU")
         print(f"plot: {png}")
     if args.compare:
-        median, ratios = step_time_ratio(main_records, results[args.compare])
-        print(f"step-time ratio {args.estimator}/{args.compare}, steps 2..{args.steps}: median {median:.3f} "
-              f"(per step: {', '.join(f'{r:.3f}' for r in ratios)})")
+        def runs(name):
+            return [results[spec.name] for spec in specs if spec.estimator == name]
+
+        median, ratios = paired_step_time_ratio(runs(args.estimator), runs(args.compare))
+        print(f"step-time ratio {args.estimator}/{args.compare}, runs in order {' '.join(s.name for s in specs)}: "
+              f"median over {args.pairs} pairs {median:.3f} (per pair, each of median step times over steps "
+              f"2..{args.steps}: {', '.join(f'{r:.3f}' for r in ratios)})")
     print(f"total wall time {time.monotonic() - started:.0f} s")
     return 0
 

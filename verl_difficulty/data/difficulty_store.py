@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 
 from verl_difficulty.core.diva import MAX_DIFFICULTY as MAX_TRACKED
 from verl_difficulty.core.diva import MIN_DIFFICULTY as MIN_TRACKED
+from verl_difficulty.files import atomic_write_text
 
 __all__ = ["DifficultySnapshot", "write_snapshot", "read_snapshot", "SnapshotReader", "DEFAULT_DIFFICULTY"]
 
@@ -37,20 +37,8 @@ class DifficultySnapshot:
 
 def write_snapshot(path: str, snapshot: DifficultySnapshot) -> None:
     """Atomically replace ``path`` with ``snapshot`` (fsync'd temp file in the same folder, then rename)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
     payload = {"version": VERSION, "step": snapshot.step, "rule": snapshot.rule, "difficulty": snapshot.difficulty}
-    fd, tmp = tempfile.mkstemp(prefix=".diva-tracker-", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(payload, handle, sort_keys=True)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_text(path, json.dumps(payload, sort_keys=True))
 
 
 def read_snapshot(path: str) -> DifficultySnapshot:

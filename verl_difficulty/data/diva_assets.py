@@ -20,19 +20,19 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from verl_difficulty.files import atomic_path
+from verl_difficulty.hf_features import with_hf_features
+
 __all__ = ["AssetError", "AssetSummary", "read_assets", "attach_assets", "main"]
 
 ASSET_FIELDS = ("paraphrases", "think_steps")
 TEXT_LIST = pa.list_(pa.string())
-HF_METADATA = b"huggingface"
 
 
 class AssetError(ValueError):
@@ -140,20 +140,6 @@ def _extra_info_type(table: pa.Table) -> pa.StructType:
     return pa.struct(fields + [pa.field(f, TEXT_LIST) for f in ASSET_FIELDS])
 
 
-def _updated_metadata(metadata: dict | None, extra_info_type: pa.StructType) -> dict | None:
-    """Keep the datasets library's feature metadata in step with the new extra_info type."""
-    if not metadata or HF_METADATA not in metadata:
-        return metadata
-    import datasets  # only files written by the datasets library carry its metadata
-
-    payload = json.loads(metadata[HF_METADATA])
-    features = payload.get("info", {}).get("features")
-    if isinstance(features, dict):
-        inferred = datasets.Features.from_arrow_schema(pa.schema([pa.field("extra_info", extra_info_type)]))
-        features["extra_info"] = inferred.to_dict()["extra_info"]
-    return {**metadata, HF_METADATA: json.dumps(payload).encode()}
-
-
 def attach_assets(input_path: str, assets_path: str, output_path: str, problem_id_key: str = "problem_id",
                   strict: bool = False, log=None) -> AssetSummary:
     """Write ``output_path``: ``input_path`` with the assets of ``assets_path`` in extra_info."""
@@ -192,25 +178,12 @@ def attach_assets(input_path: str, assets_path: str, output_path: str, problem_i
         table = table.set_column(table.column_names.index("extra_info"), pa.field("extra_info", info_type), column)
     else:
         table = table.append_column(pa.field("extra_info", info_type), column)
-    table = table.replace_schema_metadata(_updated_metadata(table.schema.metadata, info_type))
-    _write_atomically(table, output_path)
+    table = with_hf_features(table, ASSET_FIELDS)
+    with atomic_path(output_path) as tmp:
+        pq.write_table(table, tmp)
     for line in summary.lines():
         log(line)
     return summary
-
-
-def _write_atomically(table: pa.Table, path: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".diva-assets-", suffix=".parquet.tmp", dir=folder)
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def main(argv: Sequence[str] | None = None) -> int:

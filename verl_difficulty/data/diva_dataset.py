@@ -13,15 +13,13 @@ consecutive, and a batch whose size is a multiple of 1 + k holds whole families.
 where dataclasses cannot resolve string annotations.)
 """
 
-import dataclasses
 import logging
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from torch.utils.data import Sampler
 from verl.utils.dataset.rl_dataset import RLHFDataset
 
 from verl_difficulty.core.diva_variants import (
@@ -35,7 +33,6 @@ from verl_difficulty.core.diva_variants import (
     RELEASED_POINTER,
     TEXT_IN_IMAGE,
     UNIFORM,
-    VARIANT_MODES,
     VariantAssets,
     VariantPlan,
     draw_deltas,
@@ -44,13 +41,14 @@ from verl_difficulty.core.diva_variants import (
 )
 from verl_difficulty.data.difficulty_store import SnapshotReader
 from verl_difficulty.data.perturb import apply_image_transforms, render_text_into_image
+from verl_difficulty.settings import ENV_TRACKER_PATH, ConfigError, DivaSettings, to_plain
+from verl_difficulty.verl_glue.fields import canonical_labels
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DivaDataset", "DivaFamilySampler", "DivaSettings", "ENV_TRACKER_PATH", "IMAGE_HAS_TEXT_KEY", "POINTER_TEXT",
+__all__ = ["DivaDataset", "DivaSettings", "ENV_TRACKER_PATH", "IMAGE_HAS_TEXT_KEY", "POINTER_TEXT",
            "apply_plan"]
 
-ENV_TRACKER_PATH = "VERL_DIFFICULTY_DIVA_TRACKER"  # exported by the trainer (verl_glue.diva_tracker)
 POINTER_TEXT = "Answer the question shown in the image."  # uniform mode; the released mode says RELEASED_POINTER
 IMAGE_HAS_TEXT_KEY = "text_in_image"  # extra_info flag (released field): the image mixes text and picture
 ASSET_FIELDS = ("paraphrases", "think_steps")
@@ -59,72 +57,8 @@ ASSETS_FIX = ("write them with `python -m verl_difficulty.data.diva_assets INPUT
               "(it validates them), or drop the field to train that row without such variants")
 
 
-@dataclasses.dataclass(frozen=True)
-class DivaSettings:
-    """``data.diva.*``."""
-
-    num_variants: int = 1  # variants per original; a family is 1 + num_variants rows
-    tracker_path: str | None = None  # snapshot file; default $VERL_DIFFICULTY_DIVA_TRACKER, None = all at 5.0
-    seed: int = 0  # default data.seed, else 0
-    problem_id_key: str = "problem_id"  # extra_info key of the id shared by an original and its variants
-    question_key: str = "question"  # extra_info key of the raw question text (located in the user message)
-    shuffle_families: bool = True  # permute families per epoch inside the dataset
-    only_available_transforms: bool = True  # draw only among transforms the row has assets for
-    # uniform: the spec's transform kinds per δ, equally likely, planned δ recorded;
-    # released: the authors' gen_new_item.py tables (weights, recorded δ, rotation steps, stacks, text)
-    variant_mode: str = UNIFORM
-    variants_in_validation: bool = False  # the validation dataset (data.val_files) gets no variants by default
-
-    @classmethod
-    def from_data_config(cls, config: Any) -> "DivaSettings":
-        raw = config.get("diva", None) if config is not None else None
-        raw = _plain(raw) or {}
-        if not isinstance(raw, Mapping):
-            raise ValueError(f"data.diva must be a mapping of settings, got {type(raw).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise ValueError(f"unknown data.diva setting(s) {unknown}; known: {sorted(known)}")
-        values = dict(raw)
-        if values.get("tracker_path") is None:  # null and absent both mean: the trainer's exported file, if any
-            values["tracker_path"] = os.environ.get(ENV_TRACKER_PATH) or None
-        if values.get("seed") is None:
-            values["seed"] = config.get("seed", None) or 0
-        settings = cls(**values)
-        settings._check()
-        return settings
-
-    def _check(self) -> None:
-        if isinstance(self.num_variants, bool) or not isinstance(self.num_variants, int) or self.num_variants < 0:
-            raise ValueError(f"data.diva.num_variants={self.num_variants!r} must be an integer >= 0")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"data.diva.seed={self.seed!r} (or data.seed) must be an integer >= 0")
-        for key in ("problem_id_key", "question_key"):
-            if not isinstance(getattr(self, key), str) or not getattr(self, key):
-                raise ValueError(f"data.diva.{key}={getattr(self, key)!r} must be a non-empty string")
-        if self.variant_mode not in VARIANT_MODES:
-            raise ValueError(f"data.diva.variant_mode={self.variant_mode!r} must be one of {list(VARIANT_MODES)}: "
-                             f"'{UNIFORM}' (the spec's transforms, equally likely; the default) or '{RELEASED}' "
-                             f"(the authors' released variant tables)")
-        for key in ("shuffle_families", "only_available_transforms", "variants_in_validation"):
-            if not isinstance(getattr(self, key), bool):
-                raise ValueError(f"data.diva.{key}={getattr(self, key)!r} must be true or false")
-        if self.tracker_path is not None and not isinstance(self.tracker_path, str):
-            raise ValueError(f"data.diva.tracker_path={self.tracker_path!r} must be a file path or null")
-
-
-def _plain(value: Any) -> Any:
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-    except ImportError:  # pragma: no cover - omegaconf ships with verl
-        return value
-    if isinstance(value, DictConfig | ListConfig):
-        return OmegaConf.to_container(value, resolve=True)
-    return value
-
-
 def _file_list(files: Any) -> list[str]:
-    files = _plain(files)
+    files = to_plain(files)
     if files is None:
         return []
     return [str(f) for f in (files if isinstance(files, list | tuple) else [files])]
@@ -145,7 +79,7 @@ def check_batch_sizes(config: Any, family_size: int) -> None:
             continue
         if int(value) % family_size:
             fixed = -(-int(value) // family_size) * family_size
-            raise ValueError(
+            raise ConfigError(
                 f"data.{key}={value} is not a multiple of 1 + data.diva.num_variants = {family_size}, so an "
                 f"original and its variants would be split across batches. Set data.{key} to a multiple of "
                 f"{family_size} (e.g. {fixed}; it counts rows, variants included) or change data.diva.num_variants.")
@@ -353,9 +287,17 @@ class DivaDataset(RLHFDataset):
     # -------------------------------------------------------------- variants
 
     def problem_id(self, info: Mapping, original: int) -> str:
-        value = info.get(self.diva.problem_id_key)
+        value = info.get(self.diva.problem_id_field)
+        label = None if value is None or value == "" else self._canonical_id(value, original)
         # rows without an id: the row index (stable while the files, their order and the filters stay fixed)
-        return f"row-{original}" if value is None or value == "" else str(value)
+        return f"row-{original}" if label is None else label
+
+    def _canonical_id(self, value: Any, original: int) -> str | None:
+        """The id as the estimator and the tracker key it (1, 1.0 and "1" are one problem); None for NaN."""
+        labels = np.empty(1, dtype=object)
+        labels[0] = value
+        return canonical_labels(labels, np.ones(1, dtype=bool), [self._row_label(original)],
+                                key=self.diva.problem_id_key, setting=f"{DivaSettings.NODE}.problem_id_key")[0]
 
     def _row_label(self, original: int, problem_id: str | None = None) -> str:
         files = ", ".join(os.path.basename(str(f)) for f in self.original_data_files)
@@ -390,7 +332,7 @@ class DivaDataset(RLHFDataset):
                                 self.diva.variant_mode)
             if plan.transforms != (DUPLICATE,):
                 apply_plan(row, plan, rng, prompt_key=self.prompt_key, image_key=self.image_key,
-                           question_key=self.diva.question_key, row_label=label)
+                           question_key=self.diva.question_field, row_label=label)
         for field in ASSET_FIELDS:  # inputs of variant building; no need to carry them through rollout
             info.pop(field, None)
         info.update(problem_id=problem_id, difficulty=difficulty + plan.delta, diva_variant=plan.name,
@@ -410,54 +352,3 @@ class DivaDataset(RLHFDataset):
         logger.info("DivaDataset: %d originals, %d with paraphrases, %d with think steps (rows without them "
                     "fall back to duplicates, counted in extra_info.diva_fallback)", self.num_originals,
                     counts["paraphrases"], counts["think_steps"])
-
-
-# ------------------------------------------------------------------ sampler
-
-
-class DivaFamilySampler(Sampler[int]):
-    """Family-level shuffling for a dataloader you build yourself: families in a seeded per-epoch order,
-    each family's 1 + k indices consecutive. Use it with ``data.diva.shuffle_families=false`` (the dataset
-    would otherwise permute families a second time, harmlessly).
-
-    Stateful like torchdata's samplers: ``state_dict()`` holds the epoch and the number of indices yielded
-    in it; after ``load_state_dict`` the next pass resumes there. A completed pass moves to the next epoch.
-    """
-
-    def __init__(self, num_families: int, family_size: int, seed: int = 0, shuffle: bool = True):
-        if num_families < 0 or family_size < 1:
-            raise ValueError(f"need num_families >= 0 and family_size >= 1, got {num_families}, {family_size}")
-        self.num_families, self.family_size = int(num_families), int(family_size)
-        self.seed, self.shuffle = int(seed), bool(shuffle)
-        self.epoch = 0
-        self.yielded = 0
-        self._resume_at: int | None = None
-
-    @classmethod
-    def for_dataset(cls, dataset: "DivaDataset", seed: int | None = None,
-                    shuffle: bool = True) -> "DivaFamilySampler":
-        return cls(dataset.num_originals, dataset.family_size, dataset.diva.seed if seed is None else seed, shuffle)
-
-    def __len__(self) -> int:
-        return self.num_families * self.family_size
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch, self.yielded, self._resume_at = int(epoch), 0, None
-
-    def indices(self, epoch: int) -> np.ndarray:
-        order = family_order(self.num_families, self.seed, epoch, self.shuffle)
-        return (order[:, None] * self.family_size + np.arange(self.family_size)[None, :]).reshape(-1)
-
-    def __iter__(self) -> Iterator[int]:
-        start, self._resume_at = self._resume_at or 0, None
-        self.yielded = start
-        for index in self.indices(self.epoch)[start:]:
-            self.yielded += 1
-            yield int(index)
-        self.epoch, self.yielded = self.epoch + 1, 0
-
-    def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "yielded": self.yielded}
-
-    def load_state_dict(self, state: Mapping[str, int]) -> None:
-        self.epoch, self.yielded, self._resume_at = int(state["epoch"]), 0, int(state["yielded"])

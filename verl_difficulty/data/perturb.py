@@ -6,58 +6,30 @@ dict, raw bytes, file path) and returns a new RGB PIL image; the input is never 
 
 from __future__ import annotations
 
-import io
-import os
 import re
 from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from verl_difficulty.core.diva_variants import NOISE, ROTATE, TEXT_IN_IMAGE
+from verl_difficulty.core.diva_variants import NOISE, ROTATE
+from verl_difficulty.images import decode_image
 
-__all__ = ["to_rgb", "rotate", "gaussian_noise", "render_text_into_image", "apply_image_transforms", "png_bytes"]
+__all__ = ["rotate", "gaussian_noise", "render_text_into_image", "apply_image_transforms"]
 
 WHITE = (255, 255, 255)
 BLACK = (0, 0, 0)
 MIN_TEXT_WIDTH = 448  # a text band narrower than this wraps a question into too many short lines
 
 
-def to_rgb(image) -> Image.Image:
-    """A new RGB PIL image from a PIL image, a verl image dict, PNG/JPEG bytes or a path."""
-    if isinstance(image, Image.Image):
-        return image.convert("RGB")
-    if isinstance(image, dict):
-        if image.get("bytes") is not None:
-            return to_rgb(bytes(image["bytes"]))
-        if image.get("path"):
-            return to_rgb(image["path"])
-        if isinstance(image.get("image"), Image.Image):
-            return to_rgb(image["image"])
-        raise TypeError(f"image dict has neither 'bytes' nor 'path': keys {sorted(image)}")
-    if isinstance(image, bytes | bytearray):
-        with Image.open(io.BytesIO(image)) as opened:
-            return opened.convert("RGB")
-    if isinstance(image, str | os.PathLike):
-        with Image.open(image) as opened:
-            return opened.convert("RGB")
-    raise TypeError(f"unsupported image type {type(image).__name__}")
-
-
-def png_bytes(image) -> bytes:
-    buffer = io.BytesIO()
-    to_rgb(image).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 def rotate(image, angle: float) -> Image.Image:
     """Rotate counter-clockwise by ``angle`` degrees; the canvas grows to fit, new corners are white."""
-    return to_rgb(image).rotate(angle, resample=Image.Resampling.BICUBIC, expand=True, fillcolor=WHITE)
+    return decode_image(image).rotate(angle, resample=Image.Resampling.BICUBIC, expand=True, fillcolor=WHITE)
 
 
 def gaussian_noise(image, sigma: float, rng: np.random.Generator) -> Image.Image:
     """Add N(0, σ²) noise per channel on the [0, 1] pixel scale, clipped to [0, 1]."""
-    pixels = np.asarray(to_rgb(image), dtype=np.float64) / 255.0
+    pixels = np.asarray(decode_image(image), dtype=np.float64) / 255.0
     noisy = np.clip(pixels + rng.normal(0.0, sigma, size=pixels.shape), 0.0, 1.0)
     return Image.fromarray(np.round(noisy * 255.0).astype(np.uint8), mode="RGB")
 
@@ -105,7 +77,7 @@ def render_text_into_image(image, text: str) -> Image.Image:
     ``image=None`` gives the band alone. Narrow images are placed on a canvas at least
     ``MIN_TEXT_WIDTH`` wide so the question stays readable.
     """
-    picture = to_rgb(image) if image is not None else None
+    picture = decode_image(image) if image is not None else None
     width = max(picture.width if picture is not None else 0, MIN_TEXT_WIDTH)
     font = _font(width)
     margin = max(8, width // 40)
@@ -124,16 +96,17 @@ def render_text_into_image(image, text: str) -> Image.Image:
 
 
 def apply_image_transforms(image, transforms: Sequence[str], rng: np.random.Generator, *, angle: float | None = None,
-                           sigma: float | None = None, text: str | None = None) -> Image.Image:
-    """Apply ``transforms`` in order (e.g. ``("rotate", "noise")``: the rotated corners get noise too)."""
-    out = to_rgb(image) if image is not None else None
+                           sigma: float | None = None) -> Image.Image:
+    """Apply ``transforms`` in order (e.g. ``("rotate", "noise")``: the rotated corners get noise too).
+
+    Only the pixel transforms (``IMAGE_TRANSFORMS``); text-in-image rewrites the question too, so
+    ``diva_dataset.apply_plan`` calls :func:`render_text_into_image` itself."""
+    out = decode_image(image)
     for name in transforms:
         if name == ROTATE:
             out = rotate(out, angle)
         elif name == NOISE:
             out = gaussian_noise(out, sigma, rng)
-        elif name == TEXT_IN_IMAGE:
-            out = render_text_into_image(out, text or "")
         else:
             raise ValueError(f"{name!r} is not an image transform")
     return out

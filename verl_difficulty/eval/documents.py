@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import Benchmark
+from .base import Benchmark, accuracy_by
 from .io import Sample, as_list, decode_image, read_rows
 from .scoring import anls, math_correct, norm_text, number_correct, parse_number, relaxed_correct
 
@@ -30,18 +30,11 @@ def load_chartqa(root: Path, split: str, limit: int | None) -> list[Sample]:
     return out
 
 
-def _chartqa_aggregate(samples: list[Sample], scores: list[float]) -> tuple[float, dict]:
-    by: dict[str, list[float]] = {}
-    for s, v in zip(samples, scores):
-        by.setdefault(s.meta["type"], []).append(v)
-    return 100.0 * sum(scores) / len(scores), {f"acc_{k}": 100.0 * sum(v) / len(v) for k, v in sorted(by.items())}
-
-
 CHARTQA = Benchmark(
     "chartqa", "ChartQA", "lmms-lab/ChartQA", "test", "relaxed accuracy", True,
     "official relaxed accuracy: numbers within 5% relative error, other answers exact (case-insensitive); "
     "human and augmented test sets together (per-set accuracy in the JSON)",
-    load_chartqa, lambda s, a: float(relaxed_correct(a, s.gold)), _chartqa_aggregate)
+    load_chartqa, lambda s, a: float(relaxed_correct(a, s.gold)), accuracy_by("type"))
 
 
 # -------------------------------------------------------------------------------------------------- CharXiv

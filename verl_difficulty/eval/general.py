@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import Benchmark
+from .base import Benchmark, group_scores
 from .io import Sample, as_list, decode_image, letters, read_rows
-from .scoring import choice_correct, norm_text, parse_number, yes_no
+from .scoring import choice_or, norm_text, parse_number, yes_no
 
 __all__ = ["MMMU", "HALLUSIONBENCH"]
 
@@ -45,17 +45,11 @@ def _open_correct(answer: str, gold) -> bool:
     return False
 
 
-def score_mmmu(s: Sample, answer: str) -> float:
-    if s.meta["mc"]:
-        return float(choice_correct(answer, s.gold, s.meta["options"]))
-    return float(_open_correct(answer, s.gold))
-
-
 MMMU = Benchmark(
     "mmmu", "MMMU", "MMMU/MMMU", "validation", "accuracy", True,
     "official rule-based matching (MMMU's eval): option letter (or option text) for multiple choice; open "
     "questions: numbers equal to 2 decimals, text references contained in the answer; applied to the marked answer",
-    load_mmmu, score_mmmu)
+    load_mmmu, choice_or(_open_correct, "mc"))
 
 
 # ------------------------------------------------------------------------------------------- HallusionBench
@@ -79,9 +73,7 @@ def _hallusion_aggregate(samples: list[Sample], scores: list[float]) -> tuple[fl
     """aAcc (all questions) is the reported number; fAcc / qAcc: a figure / a question counts only when every
     one of its questions / figures is answered right (the benchmark's paired metrics)."""
     def all_right(key: str) -> float:
-        groups: dict = {}
-        for s, v in zip(samples, scores):
-            groups.setdefault(s.meta[key], []).append(v)
+        groups = group_scores(samples, scores, key)
         return 100.0 * sum(all(x == 1.0 for x in g) for g in groups.values()) / len(groups)
 
     return 100.0 * sum(scores) / len(scores), {"fAcc": all_right("figure"), "qAcc": all_right("question")}

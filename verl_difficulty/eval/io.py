@@ -9,11 +9,12 @@ feature as stored in parquet: a struct ``{"bytes": ..., "path": ...}``.
 from __future__ import annotations
 
 import ast
-import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from verl_difficulty import images
 
 __all__ = ["Sample", "EvalDataError", "find_split_files", "read_rows", "decode_image", "as_list", "letters"]
 
@@ -72,25 +73,12 @@ def read_rows(root: Path, split: str, required: Sequence[str], name: str, limit:
 
 def decode_image(value: Any, base: Path | None = None):
     """A PIL RGB image from an Image-feature struct, raw bytes or a path (relative to ``base``); None if empty."""
-    from PIL import Image
-
-    if value is None:
+    if value is None or (isinstance(value, dict) and not (value.get("bytes") or value.get("path"))):
         return None
-    if isinstance(value, dict):
-        if value.get("bytes"):
-            value = value["bytes"]
-        elif value.get("path"):
-            value = value["path"]
-        else:
-            return None
-    if isinstance(value, (bytes, bytearray)):
-        return Image.open(io.BytesIO(value)).convert("RGB")
-    path = Path(str(value))
-    if not path.is_absolute() and base is not None:
-        path = base / path
-    if not path.is_file():
-        raise EvalDataError(f"image {path} not found")
-    return Image.open(path).convert("RGB")
+    try:
+        return images.decode_image(value, base)
+    except FileNotFoundError as exc:
+        raise EvalDataError(str(exc)) from None
 
 
 def as_list(value: Any) -> list:

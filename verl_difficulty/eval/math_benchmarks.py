@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import Benchmark
+from .base import Benchmark, accuracy_by
 from .io import Sample, as_list, decode_image, letters, read_rows
-from .scoring import choice_correct, math_correct, norm_text, number_correct
+from .scoring import choice_correct, choice_or, math_correct, norm_text, number_correct
 
 __all__ = ["MATHVISTA", "MATHVERSE", "MATHVISION", "WEMATH", "OLYMPIADBENCH", "MMK12"]
 
@@ -79,25 +79,11 @@ def load_mathverse(root: Path, split: str, limit: int | None) -> list[Sample]:
     return out
 
 
-def score_mathverse(s: Sample, answer: str) -> float:
-    if s.meta["multi_choice"]:
-        return float(choice_correct(answer, s.gold))
-    return float(math_correct(answer, s.gold))
-
-
-def _per_version(samples: list[Sample], scores: list[float]) -> tuple[float, dict]:
-    by: dict[str, list[float]] = {}
-    for s, v in zip(samples, scores):
-        by.setdefault(s.meta["problem_version"], []).append(v)
-    extras = {f"acc_{k}": 100.0 * sum(v) / len(v) for k, v in sorted(by.items())}
-    return 100.0 * sum(scores) / len(scores), extras
-
-
 MATHVERSE = Benchmark(
     "mathverse", "MathVerse", "AI4Math/MathVerse", "testmini", "accuracy", False,
     "official: GPT-4 answer extraction then GPT-4 judgement; here option letter for multi-choice, math-verify "
     "equivalence for free-form; all problem versions in the files (per-version accuracy in the JSON)",
-    load_mathverse, score_mathverse, _per_version)
+    load_mathverse, choice_or(math_correct, "multi_choice"), accuracy_by("problem_version"))
 
 
 # ----------------------------------------------------------------------------------------------- MathVision
@@ -114,17 +100,11 @@ def load_mathvision(root: Path, split: str, limit: int | None) -> list[Sample]:
     return out
 
 
-def score_mathvision(s: Sample, answer: str) -> float:
-    if s.meta["options"]:
-        return float(choice_correct(answer, s.gold, s.meta["options"]))
-    return float(math_correct(answer, s.gold))
-
-
 MATHVISION = Benchmark(
     "mathvision", "MathVision", "MathLLMs/MathVision", "test", "accuracy", False,
     "official: rule/GPT answer extraction from free text; here option letter (or option text) for choice "
     "questions, math-verify equivalence otherwise",
-    load_mathvision, score_mathvision)
+    load_mathvision, choice_or(math_correct, "options"))
 
 
 # --------------------------------------------------------------------------------------------------- WeMath

@@ -1,7 +1,7 @@
 """The prompt each recipe's model was trained with, and how its final answer is read back.
 
 - openvlthinker_v2: the OpenVLThinkerV2 authors' dataset prompt (format prompt + question template + the
-  problem type's answer instruction; ``verl_difficulty.data.prepare.openvlthinker_prompt``) and their answer
+  problem type's answer instruction; ``data.prepare.openvlthinker_prompt``) and their answer
   block ``<answer>…</answer>`` (the ``openvlthinker_v2`` template: whitespace inside tags tolerated, last block).
   Their released validation data (MathVista, MMMU) is built the same way.
 - durian, diva_grpo: EasyR1's ``math.jinja`` format prompt (question + the ``<think>`` / ``\\boxed{}``
@@ -16,16 +16,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..data.prepare import (
-    DIVA_MAX_PIXELS,
-    DIVA_MIN_PIXELS,
-    GEO3K_INSTRUCTION,
-    GEO3K_MAX_PIXELS,
-    GEO3K_MIN_PIXELS,
-    OVT_MAX_PIXELS,
-    OVT_MIN_PIXELS,
-    openvlthinker_prompt,
-)
+from ..data.prepare.diva import DIVA_MAX_PIXELS, DIVA_MIN_PIXELS
+from ..data.prepare.geometry3k import GEO3K_INSTRUCTION, GEO3K_MAX_PIXELS, GEO3K_MIN_PIXELS
+from ..data.prepare.openvlthinker import OVT_MAX_PIXELS, OVT_MIN_PIXELS, openvlthinker_prompt
 from ..rewards.templates import extract_boxed, get_template
 from .io import Sample
 

@@ -57,8 +57,8 @@ PAPERS: dict[str, Paper] = {
         dict.fromkeys(("mathvista", "mathverse", "mathvision", "olympiadbench", "wemath", "mmk12")),
         dict.fromkeys(("mathvista", "mathverse", "mathvision", "olympiadbench", "wemath", "mmk12")),
         average=54.58, baseline_average=46.23,
-        notes=("The project's paper notes carry only DIVA-GRPO's six-benchmark average (54.58 printed; the six "
-               "printed scores average 54.42) and the base model's (46.23): per-benchmark cells are blank.",)),
+        notes=("Only DIVA-GRPO's six-benchmark average (54.58 as printed; its six printed scores average 54.42) "
+               "and the base model's (46.23) are recorded here: per-benchmark cells are blank.",)),
 }
 
 

@@ -8,10 +8,11 @@ Libraries: rapidfuzz (Levenshtein distance for ANLS), math-verify through the pa
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
-__all__ = ["choice_letter", "choice_correct", "parse_number", "number_correct", "math_correct", "relaxed_correct",
-           "anls", "yes_no", "norm_text", "parse_box", "box_iou"]
+__all__ = ["choice_letter", "choice_correct", "choice_or", "parse_number", "number_correct", "math_correct",
+           "relaxed_correct", "anls", "yes_no", "norm_text", "parse_box", "box_iou"]
 
 from ..rewards.scorers import box_iou  # noqa: E402  (re-exported: the project's grounding IoU)
 
@@ -50,6 +51,17 @@ def choice_letter(answer: str, choices: Sequence[str] = ()) -> str | None:
 
 def choice_correct(answer: str, gold_letter: str, choices: Sequence[str] = ()) -> bool:
     return choice_letter(answer, choices) == str(gold_letter).strip().upper()
+
+
+def choice_or(open_correct: Callable[[str, Any], bool], flag: str) -> Callable[[Any, str], float]:
+    """A sample scorer: the option letter (or option text, from ``meta["options"]``) when ``meta[flag]`` is
+    set, ``open_correct(answer, gold)`` otherwise."""
+    def score(sample: Any, answer: str) -> float:
+        if sample.meta[flag]:
+            return float(choice_correct(answer, sample.gold, sample.meta.get("options") or ()))
+        return float(open_correct(answer, sample.gold))
+
+    return score
 
 
 def parse_number(text: str) -> float | None:

@@ -28,7 +28,7 @@ def _check_estimator(config: Any) -> None:
     """The estimator is registered in verl, and its ``algorithm.<name>`` settings are valid."""
     from verl.trainer.ppo.core_algos import get_adv_estimator_fn
 
-    from verl_difficulty.verl_glue.config import DivaConfig, DurianConfig, G2RPOConfig
+    from verl_difficulty.settings import DivaConfig, DurianConfig, G2RPOConfig
 
     name = config.algorithm.adv_estimator
     get_adv_estimator_fn(name)  # unknown name: verl's own error
@@ -66,7 +66,7 @@ def _check_token_budgets(config: Any) -> None:
 
     verl checks it only per micro-batch at run time (``seqlen_balancing``: "max_token_len must be greater than
     the sequence length"), i.e. when the first long enough sequence arrives, hours into a run."""
-    from verl_difficulty.verl_glue.config import ConfigError
+    from verl_difficulty.settings import ConfigError
 
     longest = int(config.data.max_prompt_length) + int(config.data.max_response_length)
     arr = config.actor_rollout_ref
@@ -89,8 +89,8 @@ def _check_token_budgets(config: Any) -> None:
 def _check_diva_dataset(config: Any) -> None:
     """DivaDataset's ``data.diva.*`` settings, ``data.shuffle`` and whole families per batch: the dataset checks
     them only when verl builds it, inside Ray, after the cluster is allocated."""
-    from verl_difficulty.data.diva_dataset import DivaSettings, check_batch_sizes
-    from verl_difficulty.verl_glue.config import ConfigError
+    from verl_difficulty.data.diva_dataset import check_batch_sizes
+    from verl_difficulty.settings import ConfigError, DivaSettings
 
     custom = config.data.get("custom_cls") or {}
     if custom.get("name") not in ("DivaDataset", "PilVisionDivaDataset"):
@@ -109,13 +109,10 @@ def _check_diva_dataset(config: Any) -> None:
 def _check_custom_reward_and_overlong(config: Any) -> None:
     """Our ``compute_score`` as verl's custom reward function validates its ``reward_kwargs`` at its first call,
     and verl's ``dapo`` manager asserts its overlong settings when the reward workers start: both inside Ray."""
-    from omegaconf import OmegaConf
-
-    from verl_difficulty.rewards.multitask import MultiTaskRewardConfig
-    from verl_difficulty.verl_glue.config import ConfigError
+    from verl_difficulty.settings import ConfigError, MultiTaskRewardConfig, to_plain
 
     def plain(node):
-        return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node or {})
+        return dict(to_plain(node) or {})
 
     reward = config.reward
     function = reward.get("custom_reward_function") or {}

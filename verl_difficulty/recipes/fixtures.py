@@ -6,7 +6,7 @@
 
 A rehearsal runs a recipe's own data preparation (``python -m verl_difficulty.data.prepare FORMAT ...``) on
 files laid out exactly as the paper's source publishes them, so the fixtures are written in that format from
-the tiny synthetic tasks of ``verl_difficulty.cpu.assets`` (56x56 drawings: colour, count, box, sum). They need
+the tiny synthetic tasks of ``verl_difficulty.cpu.tasks`` (56x56 drawings: colour, count, box, sum). They need
 no test files and no network: a rehearsal runs from a clean clone.
 
 ``lenient`` is the rehearsal's one data change: a random 0.2M-parameter policy never writes a paper's answer
@@ -47,9 +47,9 @@ LENIENT_TEMPLATES = {
 
 def _synthetic_rows(out_dir: Path, n: int, seed: int) -> list[dict]:
     """Rows of the tiny visual tasks (image bytes, question, answer, options), as the assets build them."""
-    from verl_difficulty.cpu.assets import _rows
+    from verl_difficulty.cpu.tasks import task_rows
 
-    vl_rows, _ = _rows("train", n, seed, 56)
+    vl_rows, _ = task_rows("train", n, seed, 56)
     return vl_rows
 
 

@@ -4,7 +4,7 @@
 
 HYDRA_OVERRIDES are the recipe's own (its estimator, reward manager and preset, shaping, filtering, dataset
 class, the data it prepared from fixtures). :func:`cpu_overrides` then replaces only what a 2-core CPU needs:
-the model (the tiny random Qwen2.5-VL of ``verl_difficulty.cpu.assets``), the ``hf`` rollout, the cpu platform
+the model (the tiny random Qwen2.5-VL of ``verl_difficulty.cpu.tiny_models``), the ``hf`` rollout, the cpu platform
 with float32 FSDP2 over two gloo ranks, batch sizes and lengths, 2 steps with a checkpoint at the last, no
 validation, console + file loggers. A key set by both is taken from the CPU list (:func:`merge_overrides`).
 verl runs through the quickstart's machinery (``verl_difficulty.cpu.quickstart.run``: process-tree clean-up,
@@ -93,9 +93,9 @@ def cpu_overrides(recipe: list[str], assets: dict, run_dir: Path, steps: int) ->
         "transfer_queue.backend.SimpleStorage.num_data_storage_units=1",
     ]
     if not _value(recipe, "data.custom_cls.path"):  # verl's RLHFDataset needs qwen-vl-utils -> torchvision
-        out += ["data.custom_cls.path=pkg://verl_difficulty.cpu.assets", "data.custom_cls.name=PilVisionRLHFDataset"]
+        out += ["data.custom_cls.path=pkg://verl_difficulty.cpu.dataset", "data.custom_cls.name=PilVisionRLHFDataset"]
     elif _value(recipe, "data.custom_cls.name") == "DivaDataset":  # the same class, its images through PIL
-        out += ["data.custom_cls.path=pkg://verl_difficulty.cpu.assets", "data.custom_cls.name=PilVisionDivaDataset"]
+        out += ["data.custom_cls.path=pkg://verl_difficulty.cpu.dataset", "data.custom_cls.name=PilVisionDivaDataset"]
     return out
 
 

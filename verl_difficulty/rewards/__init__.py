@@ -1,5 +1,13 @@
-"""Multi-task answer scoring and response-length shaping (OpenVLThinkerV2). See docs/rewards.md."""
+"""Multi-task answer scoring and response-length shaping (OpenVLThinkerV2). See docs/rewards.md.
 
+Rooms: result.py (ScoreResult, overall reward), answers.py (input hygiene, the scorer frame), numbers.py
+(number parsing), scorers/ (one module per answer kind), tasks.py (task tables, dispatch), multitask.py (one
+trajectory's reward), entry.py (verl's ``compute_score``), openvlthinker_v2.py (the authors' preset),
+templates.py (response formats), length.py (length shaping), math_guard.py (bounded math_verify).
+"""
+
+from . import scorers
+from .entry import compute_score
 from .length import (
     DEFAULT_LENGTH_FRACTIONS,
     LengthThresholds,
@@ -7,23 +15,9 @@ from .length import (
     length_reward_batch,
     thresholds_for_task,
 )
-from .scorers import (
-    DOMAIN_TO_TASK,
-    EXTRA_INFO_KEYS,
-    SCORERS,
-    ScoreResult,
-    compute_score,
-    overall_score,
-    resolve_task,
-    score,
-    score_counting,
-    score_grounding,
-    score_math,
-    score_multiple_choice,
-    score_numerical,
-    score_ocr,
-    score_regression,
-)
+from .result import EXTRA_INFO_KEYS, ScoreResult, overall_score
+from .scorers import *  # noqa: F403 (every scorer; the names are scorers.__all__)
+from .tasks import DOMAIN_TO_TASK, SCORERS, resolve_task, score
 from .templates import TEMPLATES, Template, get_template, register_template
 
 __all__ = [
@@ -43,12 +37,6 @@ __all__ = [
     "register_template",
     "resolve_task",
     "score",
-    "score_counting",
-    "score_grounding",
-    "score_math",
-    "score_multiple_choice",
-    "score_numerical",
-    "score_ocr",
-    "score_regression",
     "thresholds_for_task",
 ]
+__all__ += [name for name in scorers.__all__ if name not in __all__]

@@ -30,8 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from . import scorers as _s
-from .scorers import ScoreResult
+from .answers import MAX_ANSWER_CHARS, Reject, run_scorer, text_ground_truth
+from .result import ScoreResult
+from .scorers.math_expr import math_body, run_math_scorer
+from .scorers.ocr import OCR_MAX_WORDS, word_error_rate
 
 __all__ = ["PRESET_NAME", "PRESET_DEFAULTS", "PRESET_REFUSED_OPTIONS", "PRESET_SCORERS", "STRUCTURE",
            "mean_relative_accuracy", "unwrap_answer"]
@@ -51,7 +53,7 @@ _MRA_KEEP = np.float32(1.0) - (0.5 + 0.05 * np.arange(10)).astype(np.float32)
 def unwrap_answer(ground_truth: Any) -> str:
     """The ground truth's text: the stripped content of its first ``<answer>…</answer>`` block, or the whole
     text when it has none (or an empty one). Raises the scorers' reject on empty or non-text ground truth."""
-    text = _s._as_text_gt(ground_truth)
+    text = text_ground_truth(ground_truth)
     start = text.find("<answer>")
     end = text.find("</answer>", start + 8) if start != -1 else -1
     inner = text[start + 8 : end].strip() if end != -1 else ""
@@ -93,10 +95,16 @@ def _mc_body(answer, gt, fmt, options):
 # --- numbers -----------------------------------------------------------------------------------------------
 
 
-def _numerical_body(answer, gt, fmt, options):
-    g, p = _float_or_none(unwrap_answer(gt)), _float_or_none(answer)
+def _numbers(answer: str, gt: Any) -> tuple[float, float | None]:
+    """(ground truth, answer or None) as float() reads them; a ground truth that is no number rejects."""
+    g = _float_or_none(unwrap_answer(gt))
     if g is None:
-        raise _s._Reject("ground truth is not a number")
+        raise Reject("ground truth is not a number")
+    return g, _float_or_none(answer)
+
+
+def _numerical_body(answer, gt, fmt, options):
+    g, p = _numbers(answer, gt)
     if p is None:
         return 0.0, "answer is not a number", STRUCTURE
     ok = round(g, 2) == round(p, 2)
@@ -114,9 +122,7 @@ def mean_relative_accuracy(pred: float, target: float) -> float:
 
 
 def _regression_body(answer, gt, fmt, options):
-    g, p = _float_or_none(unwrap_answer(gt)), _float_or_none(answer)
-    if g is None:
-        raise _s._Reject("ground truth is not a number")
+    g, p = _numbers(answer, gt)
     if p is None:
         return 0.0, "answer is not a number", STRUCTURE
     return mean_relative_accuracy(p, g), "mean relative accuracy", STRUCTURE
@@ -127,12 +133,12 @@ def _regression_body(answer, gt, fmt, options):
 
 def _ocr_body(answer, gt, fmt, options):
     ref, hyp = unwrap_answer(gt).split(), answer.split()
-    max_words = int(options.get("ocr_max_words", _s.OCR_MAX_WORDS))
+    max_words = int(options.get("ocr_max_words", OCR_MAX_WORDS))
     if len(ref) > max_words:
-        raise _s._Reject(f"ground truth longer than {max_words} words")
+        raise Reject(f"ground truth longer than {max_words} words")
     if ref and abs(len(hyp) - len(ref)) >= len(ref):  # edit distance >= length gap: WER >= 1, skip the DP
         return 0.0, "wer >= 1 (length gap)", STRUCTURE
-    wer = _s.word_error_rate(ref, hyp)
+    wer = word_error_rate(ref, hyp)
     return max(0.0, 1.0 - wer), f"wer={wer:.3f}", STRUCTURE
 
 
@@ -140,7 +146,7 @@ def _ocr_body(answer, gt, fmt, options):
 
 
 def _math_body(answer, gt, fmt, options):
-    out = _s._math_body(answer, unwrap_answer(gt), fmt, options)
+    out = math_body(answer, unwrap_answer(gt), fmt, options)
     return out[0], out[1], STRUCTURE
 
 
@@ -175,16 +181,16 @@ def _iou(a: list[float], b: list[float]) -> float:
 def _grounding_body(answer, gt, fmt, options):
     g = _box(unwrap_answer(gt))
     if g is None:
-        raise _s._Reject('ground truth is not {"boxes": [x1, y1, x2, y2]}')
+        raise Reject('ground truth is not {"boxes": [x1, y1, x2, y2]}')
     p = _box(answer)
     if p is None:
         return 0.0, 'answer is not {"boxes": [x1, y1, x2, y2]}', 0.0
     return _iou(p, g), "iou", STRUCTURE
 
 
-def _scorer(answer_type: str, body: Callable, answer_limit: int = _s.MAX_ANSWER_CHARS) -> Callable[..., ScoreResult]:
+def _scorer(answer_type: str, body: Callable, answer_limit: int = MAX_ANSWER_CHARS) -> Callable[..., ScoreResult]:
     def score(response, ground_truth, **options) -> ScoreResult:
-        return _s._run(answer_type, response, ground_truth, options, body, answer_limit)
+        return run_scorer(answer_type, response, ground_truth, options, body, answer_limit)
 
     score.__name__ = f"score_{answer_type}_{PRESET_NAME}"
     return score
@@ -192,12 +198,7 @@ def _scorer(answer_type: str, body: Callable, answer_limit: int = _s.MAX_ANSWER_
 
 def _score_math(response, ground_truth, **options) -> ScoreResult:
     """The project's bounded math check (same wall-clock bound and timeout flag) with the preset's structure."""
-    from .math_guard import TIMEOUT_REASON
-
-    _s._math_timeout(options)  # a configuration error: raise, do not score 0
-    res = _s._run("math", response, ground_truth, options, _math_body, _s.MATH_MAX_ANSWER_CHARS)
-    res.timeout = int(res.reason.startswith(TIMEOUT_REASON))
-    return res
+    return run_math_scorer(response, ground_truth, options, _math_body)
 
 
 # answer type -> scorer; counting has no rule of its own there: the authors score counts as "numerical"

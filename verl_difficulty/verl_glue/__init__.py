@@ -1,60 +1,45 @@
 """Everything that touches verl internals lives in this package (one folder to read on a verl upgrade).
 
 :func:`install` is what the ``verl.plugins`` entry point runs inside ``import verl``. It imports nothing
-heavy: it registers post-import hooks, so each extension is applied when (and only in the processes
-where) verl imports the module it extends.
+heavy: it registers post-import hooks, so each row of the extensions table (``patches.py``) is applied when
+(and only in the processes where) verl imports the module it extends.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+
 from verl_difficulty.verl_glue.import_hooks import call_when_imported
 
-__all__ = ["install"]
+__all__ = ["RUNTIME_PATCHES_ENV", "install", "runtime_patches_enabled"]
 
-# verl module -> extensions applied right after it is imported ("module:function", called with verl's module)
-EXTENSIONS: dict[str, tuple[str, ...]] = {
-    # estimators and the field seam
-    "verl.trainer.ppo.core_algos": ("verl_difficulty.verl_glue.estimators:register_estimators",),
-    "verl.trainer.ppo.ray_trainer": (
-        "verl_difficulty.verl_glue.seam:patch_ray_trainer",
-        "verl_difficulty.verl_glue.entropy_shaping:patch_legacy_trainer_for_entropy",
-        "verl_difficulty.verl_glue.accuracy_filter:patch_legacy_trainer_for_accuracy_filter",
-    ),
-    "verl.trainer.ppo.v1.utils": (
-        "verl_difficulty.verl_glue.seam:patch_v1_utils",
-        "verl_difficulty.verl_glue.accuracy_filter:patch_v1_utils_for_accuracy_filter",
-    ),
-    "verl.trainer.ppo.v1.trainer_base": (
-        "verl_difficulty.verl_glue.seam:patch_v1_trainer",
-        "verl_difficulty.verl_glue.entropy_shaping:patch_v1_trainer_for_entropy",
-        "verl_difficulty.verl_glue.length_metrics:patch_v1_trainer_for_length_metrics",
-        "verl_difficulty.verl_glue.accuracy_filter:patch_v1_trainer_for_accuracy_filter",
-    ),
-    # OpenVLThinkerV2's accuracy-band dynamic filtering (algorithm.accuracy_filter)
-    "verl.trainer.ppo.v1.replay_buffer": (
-        "verl_difficulty.verl_glue.accuracy_filter:patch_replay_buffer_for_accuracy_filter",
-    ),
-    # multi-task rewards and entropy shaping (docs/rewards.md)
-    "verl.experimental.reward_loop.reward_manager": (
-        "verl_difficulty.verl_glue.reward_manager:register_reward_manager",
-    ),
-    "verl.workers.utils.losses": ("verl_difficulty.verl_glue.entropy_shaping:patch_losses",),
-    "verl.workers.engine_workers": ("verl_difficulty.verl_glue.entropy_shaping:patch_engine_workers",),
-}
+# "0" keeps verl's code as it is (for a verl patched with patches/*.diff): no wrapper is installed, only the
+# plugin's names are registered (estimators, reward manager, cpu platform, hf rollout).
+RUNTIME_PATCHES_ENV = "VERL_DIFFICULTY_RUNTIME_PATCHES"
 
 _installed = False
+logger = logging.getLogger(__name__)
+
+
+def runtime_patches_enabled() -> bool:
+    """False when ``VERL_DIFFICULTY_RUNTIME_PATCHES`` is 0/false/no/off; any other value (or none) is on."""
+    return os.environ.get(RUNTIME_PATCHES_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 def install() -> None:
-    """Register estimators, the field seam, the multitask reward manager, entropy shaping and the CPU names."""
+    """Register estimators, the field seam, the multitask reward manager, entropy shaping and the CPU names;
+    with ``VERL_PLATFORM=cpu`` also the CPU fixes. With ``VERL_DIFFICULTY_RUNTIME_PATCHES=0`` only the names."""
     global _installed
     if _installed:
         return
     _installed = True
-    from verl_difficulty import cpu  # registers names only; its verl fixes need VERL_PLATFORM=cpu
+    from verl_difficulty.cpu.platform import cpu_mode_requested
+    from verl_difficulty.verl_glue.patches import hook_plan, switched_off
 
-    for table in (EXTENSIONS, cpu.EXTENSIONS):
-        for verl_module, targets in table.items():
-            for target in targets:
-                call_when_imported(verl_module, target)
-    cpu.install_fixes_if_requested()
+    cpu, patches_on = cpu_mode_requested(), runtime_patches_enabled()
+    if not patches_on:
+        logger.info("verl-difficulty: %s=0, verl's code is left as it is; rows not installed: %s",
+                    RUNTIME_PATCHES_ENV, ", ".join(switched_off(cpu)))
+    for verl_module, installer in hook_plan(cpu=cpu, runtime_patches=patches_on):
+        call_when_imported(verl_module, installer)

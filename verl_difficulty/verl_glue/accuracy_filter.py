@@ -46,15 +46,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import math
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from verl_difficulty.core.accuracy_band import KEPT, band_codes, band_counts, group_means
-from verl_difficulty.verl_glue.config import ConfigError, section
-from verl_difficulty.verl_glue.import_hooks import wrap_once
+from verl_difficulty.settings import AccuracyFilterConfig, ConfigError
 
 __all__ = [
     "AccuracyFilterConfig",
@@ -65,10 +63,10 @@ __all__ = [
     "band_filtered_keys",
     "prepare_run_config",
     "step_metrics",
-    "patch_legacy_trainer_for_accuracy_filter",
     "patch_replay_buffer_for_accuracy_filter",
     "patch_v1_trainer_for_accuracy_filter",
     "patch_v1_utils_for_accuracy_filter",
+    "refuse_on_legacy_trainer",
 ]
 
 logger = logging.getLogger(__name__)
@@ -78,52 +76,11 @@ METRIC_PREFIX = "accuracy_filter"
 SUM_METRICS = tuple(f"{METRIC_PREFIX}/{name}" for name in (
     "kept_groups", "dropped_groups", "dropped_below_groups", "dropped_above_groups", "refill_prompts"))
 _BAND_ATTR = "_verl_difficulty_accuracy_band"  # on a ReplayBuffer instance: its _BandState
-_MARK = "__verl_difficulty_accuracy_filter__"
 _MULTITASK = "multitask"  # verl_difficulty.verl_glue.reward_manager.MANAGER_NAME (not imported: heavy)
 
 
 class AccuracyFilterExhausted(RuntimeError):
     """Too few groups inside the band after ``max_gen_batches`` batches' worth of prompts in one step."""
-
-
-@dataclasses.dataclass(frozen=True)
-class AccuracyFilterConfig:
-    """``algorithm.accuracy_filter.*``: the paper's dynamic filtering."""
-
-    enable: bool = False
-    low: float = 0.01  # keep groups with low < mean accuracy < high (open interval, as the authors' code)
-    high: float = 0.99
-    metric: str = "acc"  # reward extra info key read per response (the multitask manager returns acc)
-    # stop the run when one step has generated this many train batches' worth of prompts (the authors'
-    # max_try_make_batch = 20); 0 = no limit (verl's DAPO: keep generating)
-    max_gen_batches: int = 20
-
-    @classmethod
-    def from_algorithm(cls, algorithm: Any) -> AccuracyFilterConfig:
-        values = dict(section(algorithm, "accuracy_filter"))
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown key(s) {', '.join('algorithm.accuracy_filter.' + k for k in unknown)}; "
-                              f"valid keys: {', '.join(sorted(known))}")
-        cfg = cls(**values)
-        if not isinstance(cfg.enable, bool):
-            raise ConfigError(f"algorithm.accuracy_filter.enable={cfg.enable!r}: must be true or false")
-        for key in ("low", "high"):
-            value = getattr(cfg, key)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ConfigError(f"algorithm.accuracy_filter.{key}={value!r}: must be a finite number")
-        if not cfg.low < cfg.high:
-            raise ConfigError(f"algorithm.accuracy_filter.low={cfg.low!r} must be below high={cfg.high!r} "
-                              "(groups are kept when low < mean accuracy < high; the paper uses 0.01 and 0.99)")
-        if not isinstance(cfg.metric, str) or not cfg.metric:
-            raise ConfigError(f"algorithm.accuracy_filter.metric={cfg.metric!r}: name a reward extra info key, "
-                              "e.g. acc")
-        if isinstance(cfg.max_gen_batches, bool) or not isinstance(cfg.max_gen_batches, int) \
-                or cfg.max_gen_batches < 0:
-            raise ConfigError(f"algorithm.accuracy_filter.max_gen_batches={cfg.max_gen_batches!r}: must be an "
-                              "integer >= 0 (0 = no limit)")
-        return cfg
 
 
 # ----------------------------------------------------------------------------------------------
@@ -243,11 +200,11 @@ def band_filtered_keys(buffer: Any, partition_id: str, state: _BandState) -> tup
                            f"{sorted(missing)[:5]}")
     if keys:
         uids, values = _metric_values(buffer, partition_id, keys, state.cfg.metric)
-        groups, means = group_means(np.asarray(uids, dtype=object), values)
+        group_uids, means = group_means(np.asarray(uids, dtype=object), values)
         codes = band_codes(means, state.cfg.low, state.cfg.high)
         for name, count in band_counts(codes).items():
             state.counts[name] += count
-        for uid, mean, code in zip(groups.tolist(), means.tolist(), codes.tolist(), strict=True):
+        for uid, mean, code in zip(group_uids.tolist(), means.tolist(), codes.tolist(), strict=True):
             cache[uid] = None if code == KEPT else float(mean)
             state.means[uid] = float(mean)
     dropped = {uid: mean for uid, mean in cache.items() if mean is not None}
@@ -280,78 +237,86 @@ def step_metrics(state: _BandState, selected_uids) -> dict[str, float]:
 # ----------------------------------------------------------------------------------------------
 
 
+def wrap_filtered_keys(original):
+    """``ReplayBuffer._dapo_filtered_keys`` with the band's rule, for buffers carrying a band."""
+
+    def _dapo_filtered_keys(self, partition_id):
+        state = getattr(self, _BAND_ATTR, None)
+        if state is None or partition_id == "val" or self.filter_groups_metric is None:
+            return original(self, partition_id)
+        return band_filtered_keys(self, partition_id, state)
+
+    return _dapo_filtered_keys
+
+
+def wrap_sample(original):
+    """``sample`` that adds the band's per-step metrics, for buffers carrying a band."""
+
+    def sample(self, global_steps, partition_id, batch_size):
+        state = getattr(self, _BAND_ATTR, None)
+        if state is None or partition_id == "val":
+            return original(self, global_steps, partition_id, batch_size)
+        state.new_step()
+        batch, metrics = original(self, global_steps, partition_id, batch_size)
+        selected = {key.split("_")[0] for key in batch.keys}
+        return batch, {**metrics, **step_metrics(state, selected)}
+
+    return sample
+
+
 def patch_replay_buffer_for_accuracy_filter(module) -> None:
     """The band's rule in ``_dapo_filtered_keys`` and its metrics in ``sample``, for buffers carrying a band."""
+    from verl_difficulty.verl_glue.patches import skip, wrap
 
-    def make_filter(original):
-        def _dapo_filtered_keys(self, partition_id):
-            state = getattr(self, _BAND_ATTR, None)
-            if state is None or partition_id == "val" or self.filter_groups_metric is None:
-                return original(self, partition_id)
-            return band_filtered_keys(self, partition_id, state)
-
-        return _dapo_filtered_keys
-
-    def make_sample(original):
-        def sample(self, global_steps, partition_id, batch_size):
-            state = getattr(self, _BAND_ATTR, None)
-            if state is None or partition_id == "val":
-                return original(self, global_steps, partition_id, batch_size)
-            state.new_step()
-            batch, metrics = original(self, global_steps, partition_id, batch_size)
-            selected = {key.split("_")[0] for key in batch.keys}
-            return batch, {**metrics, **step_metrics(state, selected)}
-
-        return sample
-
-    wrap_once(module.ReplayBuffer, "_dapo_filtered_keys", _MARK, make_filter)
+    wrap(module.ReplayBuffer, "_dapo_filtered_keys", wrap_filtered_keys)
     for cls in (module.ReplayBuffer, module.ReplayBufferAsync):
         if "sample" in cls.__dict__:
-            wrap_once(cls, "sample", _MARK, make_sample)
+            wrap(cls, "sample", wrap_sample)
+        else:  # inherits ReplayBuffer.sample, already wrapped
+            skip(f"{cls.__module__}:{cls.__qualname__}.sample", "inherits the wrapped ReplayBuffer.sample")
+
+
+def wrap_v1_trainer_init(init):
+    """``PPOTrainer.__init__`` that validates ``algorithm.accuracy_filter`` and attaches the band."""
+
+    def __init__(self, config, *args, **kwargs):
+        cfg = prepare_run_config(config)
+        init(self, config, *args, **kwargs)
+        if cfg.enable:
+            attach_band(self.replay_buffer, cfg, self.config.data.train_batch_size)
+            logger.info("accuracy filter: keeping groups with mean %s in (%s, %s)", cfg.metric, cfg.low, cfg.high)
+
+    return __init__
 
 
 def patch_v1_trainer_for_accuracy_filter(module) -> None:
     """Validate and apply ``algorithm.accuracy_filter`` when the v1 trainer is built."""
+    from verl_difficulty.verl_glue.patches import wrap
 
-    def make_init(init):
-        def __init__(self, config, *args, **kwargs):
-            cfg = prepare_run_config(config)
-            init(self, config, *args, **kwargs)
-            if cfg.enable:
-                attach_band(self.replay_buffer, cfg, self.config.data.train_batch_size)
-                logger.info("accuracy filter: keeping groups with mean %s in (%s, %s)", cfg.metric, cfg.low,
-                            cfg.high)
+    wrap(module.PPOTrainer, "__init__", wrap_v1_trainer_init)
 
-        return __init__
 
-    wrap_once(module.PPOTrainer, "__init__", _MARK, make_init)
+def wrap_aggregation_rules(init_rules):
+    """``MetricsAggregator._init_aggregation_rules`` that sums the filter's counts (verl averages unknown metrics)."""
+
+    def _init_aggregation_rules(self):
+        rules = init_rules(self)
+        rules.setdefault("sum", []).extend(SUM_METRICS)
+        return rules
+
+    return _init_aggregation_rules
 
 
 def patch_v1_utils_for_accuracy_filter(module) -> None:
-    """Sum the filter's counts over the mini-steps of a global step (verl averages unknown metrics)."""
+    """Sum the filter's counts over the mini-steps of a global step."""
+    from verl_difficulty.verl_glue.patches import wrap
 
-    def make(init_rules):
-        def _init_aggregation_rules(self):
-            rules = init_rules(self)
-            rules.setdefault("sum", []).extend(SUM_METRICS)
-            return rules
-
-        return _init_aggregation_rules
-
-    wrap_once(module.MetricsAggregator, "_init_aggregation_rules", _MARK, make)
+    wrap(module.MetricsAggregator, "_init_aggregation_rules", wrap_aggregation_rules)
 
 
-def patch_legacy_trainer_for_accuracy_filter(module) -> None:
-    """The legacy trainer has no group filtering in verl 0.9.1: refuse the setting instead of ignoring it."""
-
-    def make(init_workers):
-        def checked_init_workers(self, *args, **kwargs):
-            if AccuracyFilterConfig.from_algorithm(self.config.algorithm).enable:
-                raise ConfigError("algorithm.accuracy_filter.enable=true works on verl's v1 trainer only (its "
-                                  "replay buffer drops and regenerates groups); set trainer.use_v1=true")
-            return init_workers(self, *args, **kwargs)
-
-        return checked_init_workers
-
-    wrap_once(module.RayPPOTrainer, "init_workers", _MARK, make)
-
+def refuse_on_legacy_trainer(config: Any) -> None:
+    """The legacy trainer has no group filtering in verl 0.9.1: refuse the setting instead of ignoring it (one of
+    ``patches.LEGACY_START_CHECKS``)."""
+    if AccuracyFilterConfig.from_algorithm(config.algorithm).enable:
+        raise ConfigError("algorithm.accuracy_filter.enable=true works on verl's v1 trainer only (its "
+                          "replay buffer drops and regenerates groups); set trainer.use_v1=true")

@@ -7,7 +7,8 @@ Flow across verl's processes (README, "DIVA-GRPO: how the tracker reaches the da
    atomically (``verl_difficulty.data.difficulty_store``).
 2. The dataset (``DivaDataset``, in the dataloader's worker processes) re-reads that file when it
    changes and picks each problem's variants from the tracked difficulty.
-3. ``_save_checkpoint`` (both trainers) writes the snapshot into
+3. For an estimator that declares ``needs_difficulty_tracker`` (``diva_grpo`` does), ``_save_checkpoint`` (both
+   trainers) writes the snapshot into
    ``global_step_N/verl_difficulty/diva_tracker.json`` BEFORE verl's body runs: verl's last act is to
    write ``latest_checkpointed_iteration.txt``, which declares the checkpoint complete, so no crash can
    leave a checkpoint marked complete without its tracker. ``_load_checkpoint`` restores the snapshot from
@@ -19,7 +20,7 @@ Flow across verl's processes (README, "DIVA-GRPO: how the tracker reaches the da
 4. The same hook records what the estimator needs from the trainer's full config (it is handed only
    ``algorithm``): the reward manager (see :class:`RunContext`) and ``data.max_response_length``.
 
-The snapshot path is ``algorithm.diva.tracker_path`` or ``<trainer.default_local_dir>/verl_difficulty/
+The snapshot path is ``algorithm.diva_grpo.tracker_path`` or ``<trainer.default_local_dir>/verl_difficulty/
 diva_tracker.json``; the driver exports it as ``VERL_DIFFICULTY_DIVA_TRACKER`` and hands it to a dataset
 that has a ``tracker_path`` attribute, before the dataloader starts its workers.
 """
@@ -46,13 +47,14 @@ from verl_difficulty.data.difficulty_store import (
     read_snapshot,
     write_snapshot,
 )
+from verl_difficulty.settings import ENV_TRACKER_PATH  # the one name, shared with DivaDataset
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["DifficultyTracker", "TRACKER", "RUN", "RunContext", "ENV_TRACKER_PATH", "CHECKPOINT_FILE",
-           "patch_trainer_checkpoints", "record_run_context"]
+           "patch_legacy_checkpoints", "patch_trainer_checkpoints", "patch_v1_checkpoints",
+           "record_run_context"]
 
-ENV_TRACKER_PATH = "VERL_DIFFICULTY_DIVA_TRACKER"
 CHECKPOINT_FILE = os.path.join("verl_difficulty", "diva_tracker.json")
 
 
@@ -170,13 +172,21 @@ def record_run_context(config: Any) -> RunContext:
     return RUN
 
 
-def _uses_diva(trainer: Any) -> bool:
+def _needs_tracker(trainer: Any) -> bool:
+    """Whether the configured estimator declares ``needs_difficulty_tracker`` (diva_grpo does), read from
+    verl's registry: what the estimator declares switches the tracker on, never its name."""
     algorithm = trainer.config.get("algorithm", {}) if hasattr(trainer.config, "get") else {}
-    return str(algorithm.get("adv_estimator", "")) == "diva_grpo"
+    name = algorithm.get("adv_estimator", None)
+    if name is None:
+        return False
+    from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY
+
+    fn = ADV_ESTIMATOR_REGISTRY.get(getattr(name, "value", None) or str(name))
+    return bool(getattr(fn, "needs_difficulty_tracker", False))
 
 
 def _live_path(trainer: Any) -> str:
-    from verl_difficulty.verl_glue.config import DivaConfig
+    from verl_difficulty.settings import DivaConfig
 
     configured = DivaConfig.from_algorithm(trainer.config.algorithm).tracker_path
     if configured:
@@ -251,7 +261,7 @@ def wrap_load_checkpoint(method: Callable) -> Callable:
     @functools.wraps(method)
     def _load_checkpoint(self, *args, **kwargs):
         result = method(self, *args, **kwargs)
-        if _uses_diva(self):
+        if _needs_tracker(self):
             record_run_context(self.config)
             folder = _resumed_folder(self)
             live = _live_path(self)
@@ -264,25 +274,37 @@ def wrap_load_checkpoint(method: Callable) -> Callable:
                         len(TRACKER.difficulty), TRACKER.step)
         return result
 
-    _load_checkpoint.__verl_difficulty_wrapped__ = method
     return _load_checkpoint
 
 
 def wrap_save_checkpoint(method: Callable) -> Callable:
     @functools.wraps(method)
     def _save_checkpoint(self, *args, **kwargs):
-        if _uses_diva(self):
+        if _needs_tracker(self):
             # before verl's body, whose last act (latest_checkpointed_iteration.txt) marks the checkpoint complete
             folder = os.path.join(self.config.trainer.default_local_dir, f"global_step_{self.global_steps}")
             TRACKER.save_to_checkpoint(folder)
         return method(self, *args, **kwargs)
 
-    _save_checkpoint.__verl_difficulty_wrapped__ = method
     return _save_checkpoint
 
 
 def patch_trainer_checkpoints(trainer_cls: type) -> None:
-    for name, wrap in (("_load_checkpoint", wrap_load_checkpoint), ("_save_checkpoint", wrap_save_checkpoint)):
-        method = trainer_cls.__dict__.get(name)
-        if method is not None and getattr(method, "__verl_difficulty_wrapped__", None) is None:
-            setattr(trainer_cls, name, wrap(method))
+    """Wrap the checkpoint methods ``trainer_cls`` defines itself (rows of the extensions table)."""
+    from verl_difficulty.verl_glue.patches import skip, wrap
+
+    for name, make in (("_load_checkpoint", wrap_load_checkpoint), ("_save_checkpoint", wrap_save_checkpoint)):
+        if name in trainer_cls.__dict__:
+            wrap(trainer_cls, name, make)
+        else:
+            skip(f"{trainer_cls.__module__}:{trainer_cls.__qualname__}.{name}", "not defined by the class itself")
+
+
+def patch_legacy_checkpoints(module) -> None:
+    """``verl.trainer.ppo.ray_trainer``: RayPPOTrainer's checkpoint methods."""
+    patch_trainer_checkpoints(module.RayPPOTrainer)
+
+
+def patch_v1_checkpoints(module) -> None:
+    """``verl.trainer.ppo.v1.trainer_base``: PPOTrainer's checkpoint methods."""
+    patch_trainer_checkpoints(module.PPOTrainer)

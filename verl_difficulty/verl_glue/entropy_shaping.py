@@ -2,7 +2,8 @@
 
 How the pieces reach the actor worker (verl ships neither ``algorithm`` nor dataset columns to the loss):
 
-* Driver (TaskRunner), ``PPOTrainer._compute_advantage`` wrapped: when ``algorithm.entropy_shaping.enable``,
+* Driver (TaskRunner), after-advantage hook of ``PPOTrainer._compute_advantage`` (``patches.AFTER_ADVANTAGE``):
+  when ``algorithm.entropy_shaping.enable``,
   it reads each row's task (``task_key``: data_source / extra_info.<field> / any column) from TransferQueue,
   writes a per-row int64 tensor field ``verl_difficulty_task`` (index into this step's task list) back to
   TransferQueue, and puts the settings (task names, per-task bands, lambda_ent, estimator) into the
@@ -21,18 +22,14 @@ How the pieces reach the actor worker (verl ships neither ``algorithm`` nor data
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import math
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
 from verl_difficulty.core.entropy_shaping import entropy_band_regulariser, nll_entropy, task_token_counts
-from verl_difficulty.verl_glue.config import ConfigError, section
-from verl_difficulty.verl_glue.import_hooks import wrap_once
+from verl_difficulty.settings import ConfigError, EntropyShapingConfig
 
 __all__ = [
     "EntropyShapingConfig",
@@ -42,71 +39,16 @@ __all__ = [
     "patch_engine_workers",
     "patch_losses",
     "patch_v1_trainer_for_entropy",
+    "refuse_on_legacy_trainer",
     "shaped_ppo_loss",
     "step_settings",
+    "tag_batch_after_advantage",
     "wrap_ppo_loss",
 ]
 
 TASK_FIELD = "verl_difficulty_task"  # per-row int64 tensor field in TransferQueue / the actor's TensorDict
 SETTINGS_KEY = "verl_difficulty_entropy_shaping"  # KVBatchMeta.extra_info -> non-tensor data on the worker
 TOKENS_KEY = "verl_difficulty_task_tokens"  # non-tensor data: global per-task token counts of the mini-batch
-_WRAPPED = "__verl_difficulty_wrapped__"
-ESTIMATORS = ("nll", "entropy")
-
-
-@dataclasses.dataclass(frozen=True)
-class EntropyShapingConfig:
-    """``algorithm.entropy_shaping.*`` (verl rejects unknown ``actor.*`` keys, so it lives here)."""
-
-    enable: bool = False
-    # nll: -log pi(y_t) of the sampled token from the current log-probs (released code); entropy: the true
-    # per-token entropy from the logits (needs actor_rollout_ref.actor.calculate_entropy=true)
-    estimator: str = "nll"
-    lambda_ent: float = 0.02
-    band: tuple[float, float] = (0.2, 0.6)  # [H_min, H_max] of every task without its own entry in bands
-    bands: Mapping[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
-    task_key: str = "data_source"
-
-    @classmethod
-    def from_algorithm(cls, algorithm: Any) -> EntropyShapingConfig:
-        values = dict(section(algorithm, "entropy_shaping"))
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown key(s) {', '.join('algorithm.entropy_shaping.' + k for k in unknown)}; "
-                              f"valid keys: {', '.join(sorted(known))}")
-        if "band" in values:
-            values["band"] = _band("algorithm.entropy_shaping.band", values["band"])
-        if "bands" in values:
-            bands = values["bands"] or {}
-            if not isinstance(bands, Mapping):
-                raise ConfigError(f"algorithm.entropy_shaping.bands must map task -> [H_min, H_max], got {bands!r}")
-            values["bands"] = {str(k): _band(f"algorithm.entropy_shaping.bands.{k}", v) for k, v in bands.items()}
-        cfg = cls(**values)
-        if not isinstance(cfg.enable, bool):
-            raise ConfigError(f"algorithm.entropy_shaping.enable={cfg.enable!r}: must be true or false")
-        if cfg.estimator not in ESTIMATORS:
-            raise ConfigError(f"algorithm.entropy_shaping.estimator={cfg.estimator!r}: use one of {ESTIMATORS}")
-        lam = cfg.lambda_ent
-        if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not math.isfinite(lam) or lam < 0:
-            raise ConfigError(f"algorithm.entropy_shaping.lambda_ent={lam!r}: must be a finite number >= 0")
-        if not isinstance(cfg.task_key, str) or not cfg.task_key:
-            raise ConfigError(f"algorithm.entropy_shaping.task_key={cfg.task_key!r}: name a per-sample field, e.g. "
-                              "data_source or extra_info.problem_type")
-        return cfg
-
-    def band_of(self, task: str) -> tuple[float, float]:
-        return self.bands.get(task, self.band)
-
-
-def _band(key: str, value: Any) -> tuple[float, float]:
-    try:
-        lo, hi = (float(v) for v in value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{key}={value!r}: must be a pair [H_min, H_max] of numbers") from None
-    if not (math.isfinite(lo) and math.isfinite(hi) and 0.0 <= lo <= hi):
-        raise ConfigError(f"{key}={value!r}: needs finite 0 <= H_min <= H_max")
-    return lo, hi
 
 
 # ----------------------------------------------------------------------------------------------
@@ -160,42 +102,34 @@ def check_run_config(config: Any, trainer: str) -> EntropyShapingConfig:
     return cfg
 
 
-_MARK = "__verl_difficulty_entropy__"
+def refuse_on_legacy_trainer(config: Any) -> None:
+    """The legacy trainer's loss is not hooked: refuse entropy shaping there instead of ignoring it (one of
+    ``patches.LEGACY_START_CHECKS``)."""
+    check_run_config(config, "legacy")
 
 
-def patch_legacy_trainer_for_entropy(module) -> None:
-    """The legacy trainer's loss is not hooked: refuse entropy shaping there instead of ignoring it."""
+def wrap_v1_init(init):
+    """``PPOTrainer.init`` that checks ``algorithm.entropy_shaping`` when the trainer starts."""
 
-    def make(init_workers):
-        def checked_init_workers(self, *args, **kwargs):
-            check_run_config(self.config, "legacy")
-            return init_workers(self, *args, **kwargs)
+    def checked_init(self, *args, **kwargs):
+        check_run_config(self.config, "v1")
+        return init(self, *args, **kwargs)
 
-        return checked_init_workers
+    return checked_init
 
-    wrap_once(module.RayPPOTrainer, "init_workers", _MARK, make)
+
+def tag_batch_after_advantage(trainer, batch, metrics: dict, result):
+    """After-advantage hook (``patches.AFTER_ADVANTAGE``): with shaping on, write each row's task index to
+    TransferQueue and return the batch meta carrying the settings for the actor."""
+    cfg = EntropyShapingConfig.from_algorithm(trainer.config.algorithm)
+    return _tag_batch(cfg, result) if cfg.enable else result
 
 
 def patch_v1_trainer_for_entropy(module) -> None:
-    """v1: check the settings when the trainer starts, and tag each batch after the advantage step."""
+    """v1: check the settings when the trainer starts (the batch tagging is an after-advantage hook)."""
+    from verl_difficulty.verl_glue.patches import wrap
 
-    def make_init(init):
-        def checked_init(self, *args, **kwargs):
-            check_run_config(self.config, "v1")
-            return init(self, *args, **kwargs)
-
-        return checked_init
-
-    def make_compute_advantage(method):
-        def _compute_advantage(self, batch, metrics, *args, **kwargs):
-            result = method(self, batch, metrics, *args, **kwargs)
-            cfg = EntropyShapingConfig.from_algorithm(self.config.algorithm)
-            return _tag_batch(cfg, result) if cfg.enable else result
-
-        return _compute_advantage
-
-    wrap_once(module.PPOTrainer, "init", _MARK, make_init)
-    wrap_once(module.PPOTrainer, "_compute_advantage", _MARK, make_compute_advantage)
+    wrap(module.PPOTrainer, "init", wrap_v1_init)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -229,8 +163,6 @@ def global_task_tokens(data, num_tasks: int, dp_group=None) -> torch.Tensor:
 
 def wrap_train_batch(method):
     """``TrainingWorker.train_batch`` that first attaches the mini-batch's global per-task token counts."""
-    if getattr(method, _WRAPPED, None) is not None:
-        return method
 
     @functools.wraps(method)
     def train_batch(self, data, *args, **kwargs):
@@ -243,7 +175,6 @@ def wrap_train_batch(method):
             tu.assign_non_tensor_data(data, TOKENS_KEY, tuple(counts.tolist()))
         return method(self, data, *args, **kwargs)
 
-    setattr(train_batch, _WRAPPED, method)
     return train_batch
 
 
@@ -263,8 +194,8 @@ def shaped_ppo_loss(verl_ppo_loss, config, model_output, data, dp_group=None):
     if settings["estimator"] == "entropy":
         entropy = model_output.get("entropy", None)
         if entropy is None:
-            raise ValueError("algorithm.entropy_shaping.estimator=entropy needs the per-token entropy from the "
-                             "model: set actor_rollout_ref.actor.calculate_entropy=true (or use estimator=nll)")
+            raise ConfigError("algorithm.entropy_shaping.estimator=entropy needs the per-token entropy from the "
+                              "model: set actor_rollout_ref.actor.calculate_entropy=true (or use estimator=nll)")
         token_entropy = no_padding_2_padding(entropy, data)
     else:
         token_entropy = nll_entropy(no_padding_2_padding(model_output["log_probs"], data))
@@ -296,27 +227,28 @@ def shaped_ppo_loss(verl_ppo_loss, config, model_output, data, dp_group=None):
 
 
 def wrap_ppo_loss(verl_ppo_loss):
-    """``ppo_loss`` with the entropy-band term (idempotent)."""
-    if getattr(verl_ppo_loss, _WRAPPED, None) is not None:
-        return verl_ppo_loss
+    """``ppo_loss`` with the entropy-band term."""
 
     @functools.wraps(verl_ppo_loss)
     def ppo_loss(config, model_output, data, dp_group=None):
         return shaped_ppo_loss(verl_ppo_loss, config, model_output, data, dp_group=dp_group)
 
-    setattr(ppo_loss, _WRAPPED, verl_ppo_loss)
     return ppo_loss
 
 
 def patch_losses(module) -> None:
     """``verl.workers.utils.losses``: wrap ``ppo_loss`` where it is defined."""
-    module.ppo_loss = wrap_ppo_loss(module.ppo_loss)
+    from verl_difficulty.verl_glue.patches import wrap
+
+    wrap(module, "ppo_loss", wrap_ppo_loss)
 
 
 def patch_engine_workers(module) -> None:
     """``verl.workers.engine_workers``: its own ``ppo_loss`` binding and ``TrainingWorker.train_batch``."""
     from verl.workers.utils import losses
 
+    from verl_difficulty.verl_glue.patches import wrap
+
     patch_losses(losses)
-    module.ppo_loss = wrap_ppo_loss(module.ppo_loss)
-    module.TrainingWorker.train_batch = wrap_train_batch(module.TrainingWorker.train_batch)
+    wrap(module, "ppo_loss", wrap_ppo_loss)  # already our wrapper when it was bound after losses was patched
+    wrap(module.TrainingWorker, "train_batch", wrap_train_batch)

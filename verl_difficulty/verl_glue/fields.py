@@ -34,11 +34,12 @@ __all__ = [
     "ALL_FIELDS",
     "FieldError",
     "field_for_key",
+    "parse_data_key",
     "read_column",
     "read_labels",
     "canonical_labels",
     "read_numbers",
-    "valid_rows",
+    "rows_with_tokens",
     "check_finite_rewards",
 ]
 
@@ -56,13 +57,31 @@ class FieldError(ValueError):
     """A per-sample field an estimator needs is missing or malformed."""
 
 
+def parse_data_key(key: str) -> tuple[str, str | None]:
+    """The one grammar of a setting that points into the data: ``<column>`` -> ``(column, None)``, a top-level
+    non-tensor column (``data_source``, a dataset column, or a reward extra-info key, which the seam flattens
+    into top-level columns); ``extra_info.<field>`` -> ``("extra_info", field)``. Anything else: ValueError
+    saying what is wrong (the settings layer adds the key path)."""
+    if not isinstance(key, str) or not key.strip():
+        raise ValueError("a data key must be a non-empty string: <column> (e.g. data_source) or extra_info.<field>")
+    if key != key.strip():
+        raise ValueError("a data key must not start or end with spaces")
+    prefix = FIELD_EXTRA_INFO + "."
+    if key.startswith(prefix):
+        if len(key) == len(prefix):
+            raise ValueError(f"name the field: {prefix}<field>, e.g. {prefix}problem_type")
+        return FIELD_EXTRA_INFO, key[len(prefix):]
+    if key == FIELD_EXTRA_INFO:
+        raise ValueError(f"extra_info holds one dict per sample: name one of its fields, {prefix}<field>")
+    if "." in key:
+        raise ValueError(f"only {prefix}<field> may contain a dot; use <column> (e.g. data_source) or "
+                         f"{prefix}<field>")
+    return key, None
+
+
 def field_for_key(key: str) -> str:
-    """Which seam field a label key lives in: ``data_source``, ``extra_info`` (for ``extra_info.<f>``), or
-    the key itself, a top-level column: a dataset column (fetched by name on v1) or a reward extra-info
-    key (the seam flattens reward extra info into top-level columns)."""
-    if key.startswith(FIELD_EXTRA_INFO + "."):
-        return FIELD_EXTRA_INFO
-    return key
+    """Which seam field a data key (:func:`parse_data_key`) lives in: its column."""
+    return parse_data_key(key)[0]
 
 
 def _uid_of(uids: Any, row: int) -> str:
@@ -83,10 +102,7 @@ def read_column(
             "the verl-difficulty field seam is not active in this process. Check the WARNING lines logged "
             "by verl_difficulty at start-up, or apply patches/ to verl (see README, 'How fields reach estimators')."
         )
-    if key.startswith(FIELD_EXTRA_INFO + "."):
-        column_name, sub = FIELD_EXTRA_INFO, key[len(FIELD_EXTRA_INFO) + 1:]
-    else:
-        column_name, sub = key, None
+    column_name, sub = parse_data_key(key)
     if column_name not in non_tensor_batch:
         raise FieldError(
             f"{setting}={key!r}: the batch has no column {column_name!r} (columns: "
@@ -108,14 +124,14 @@ def read_labels(
     non_tensor_batch: Mapping[str, Any] | None,
     key: str,
     uids: Any,
-    valid: np.ndarray,
+    valid_rows: np.ndarray,
     *,
     setting: str,
 ) -> np.ndarray:
     """One label per row as its canonical key (see :func:`canonical_labels`); every ``valid`` row must have
     one (padding rows may carry anything and get None when it is not a usable label)."""
     labels, extra_info = read_column(non_tensor_batch, key, setting=setting)
-    missing = pd.isna(pd.Series(labels, dtype=object)).to_numpy() & valid  # containers count as present
+    missing = pd.isna(pd.Series(labels, dtype=object)).to_numpy() & valid_rows  # containers count as present
     if missing.any():
         row = int(np.flatnonzero(missing)[0])
         raise FieldError(
@@ -124,7 +140,7 @@ def read_labels(
             + (f" (its extra_info is {extra_info[row]!r})" if extra_info is not None else "")
             + f". Give every row a {key} value in the dataset, or choose another {setting}."
         )
-    return canonical_labels(labels, valid, uids, key=key, setting=setting)
+    return canonical_labels(labels, valid_rows, uids, key=key, setting=setting)
 
 
 # Label keys. Problem ids and task labels become strings, the form the DIVA tracker's snapshot (JSON) and
@@ -143,7 +159,7 @@ _BOOL_TYPES_LABEL = (bool, np.bool_)
 _EXACT_FLOAT_LIMIT = 2.0**53
 
 
-def canonical_labels(labels: np.ndarray, valid: np.ndarray, uids: Any, *, key: str, setting: str) -> np.ndarray:
+def canonical_labels(labels: np.ndarray, valid_rows: np.ndarray, uids: Any, *, key: str, setting: str) -> np.ndarray:
     """[N] object array of canonical string keys (rule above); padding rows without a usable label get None.
 
     Vectorised by type: one C-level pass per distinct Python type in the column (usually one: str)."""
@@ -171,7 +187,7 @@ def canonical_labels(labels: np.ndarray, valid: np.ndarray, uids: Any, *, key: s
             bad[rows[~exact & ~np.isnan(values)]] = True  # NaN = missing, reported by read_labels
         elif kind is not type(None):
             bad[rows] = True
-    bad &= np.asarray(valid, dtype=bool)
+    bad &= np.asarray(valid_rows, dtype=bool)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         value = labels[row]
@@ -199,7 +215,7 @@ def read_numbers(
     non_tensor_batch: Mapping[str, Any] | None,
     key: str,
     uids: Any,
-    valid: np.ndarray,
+    valid_rows: np.ndarray,
     *,
     setting: str,
     rows: np.ndarray | None = None,
@@ -209,14 +225,14 @@ def read_numbers(
     not a number is an error naming the sample. ``allow_bool``: True/False read as 1/0 (accuracies)."""
     raw, _ = read_column(non_tensor_batch, key, setting=setting, rows=rows)
     if rows is not None:
-        uids, valid = np.asarray(uids, dtype=object)[rows], valid[rows]
+        uids, valid_rows = np.asarray(uids, dtype=object)[rows], valid_rows[rows]
     accepted = _NUMBER_TYPES | _BOOL_TYPES if allow_bool else _NUMBER_TYPES
     if set(map(type, raw)) <= accepted:  # the usual case: one C-level pass, no per-row Python
         return np.array(raw, dtype=np.float64)  # None -> NaN
     series = pd.Series(raw, dtype=object)
     numbers = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64)
     wrong_type = np.fromiter((type(v) not in accepted for v in raw), dtype=bool, count=len(raw))
-    bad = wrong_type & series.notna().to_numpy() & valid
+    bad = wrong_type & series.notna().to_numpy() & valid_rows
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
         row = int(rows[first]) if rows is not None else first
@@ -245,7 +261,7 @@ class _get_or_none:
         return self._get(row) if isinstance(row, dict) else None
 
 
-def valid_rows(response_mask: torch.Tensor) -> torch.Tensor:
+def rows_with_tokens(response_mask: torch.Tensor) -> torch.Tensor:
     """[B] bool: rows whose response mask is not all zero (verl's v1 padding rows are all zero).
 
     Reads one column of the [B, T] mask and then only the rows whose first token is masked out, so the
@@ -253,21 +269,21 @@ def valid_rows(response_mask: torch.Tensor) -> torch.Tensor:
     """
     if response_mask.shape[1] == 0:
         return torch.zeros(response_mask.shape[0], dtype=torch.bool, device=response_mask.device)
-    valid = response_mask[:, 0] != 0
-    suspects = (~valid).nonzero().squeeze(-1)
+    valid_rows = response_mask[:, 0] != 0
+    suspects = (~valid_rows).nonzero().squeeze(-1)
     if suspects.numel():
-        valid[suspects] = (response_mask[suspects] != 0).any(dim=-1)
-    return valid
+        valid_rows[suspects] = (response_mask[suspects] != 0).any(dim=-1)
+    return valid_rows
 
 
 REWARD_FIX = "Fix the reward function (reward.custom_reward_function) so it returns finite numbers for these samples."
 
 
-def check_finite_rewards(scores: torch.Tensor, valid: torch.Tensor, uids: Any, estimator: str,
+def check_finite_rewards(scores: torch.Tensor, valid_rows: torch.Tensor, uids: Any, estimator: str,
                          what: str = "reward", fix: str = REWARD_FIX) -> None:
     """Raise naming the uid(s) whose value (by default the summed reward) is NaN or infinite: never emit
     NaN advantages."""
-    bad = (~torch.isfinite(scores)) & valid
+    bad = (~torch.isfinite(scores)) & valid_rows
     if bool(bad.any()):
         rows = bad.nonzero().squeeze(-1).tolist()
         shown = ", ".join(f"uid={_uid_of(uids, r)} (row {r}, {what} {scores[r].item()})" for r in rows[:5])

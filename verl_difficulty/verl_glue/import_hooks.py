@@ -8,7 +8,6 @@ process imports the module it needs to extend.
 
 from __future__ import annotations
 
-import functools
 import importlib
 import importlib.abc
 import logging
@@ -26,9 +25,13 @@ _lock = threading.Lock()
 
 
 def _run(name: str, module: ModuleType, hooks: list[Hook]) -> None:
+    from verl_difficulty.verl_glue.patches import RegistrationError
+
     for hook in hooks:
         try:
             hook(module)
+        except RegistrationError:  # two owners of one name: fail as verl's own registries do
+            raise
         except Exception:  # a broken extension must not break verl's import: say so loudly instead
             logger.warning("verl-difficulty: hook %s for %s failed", getattr(hook, "__qualname__", hook), name,
                            exc_info=True)
@@ -59,20 +62,6 @@ def call_when_imported(name: str, target: str) -> None:
 
     hook.__qualname__ = target  # what the failure warning names
     when_imported(name, hook)
-
-
-def wrap_once(owner: object, name: str, marker: str, make: Callable[[Callable], Callable]) -> None:
-    """Replace ``owner.name`` by ``make(original)`` unless a wrapper carrying ``marker`` is already there.
-
-    ``functools.wraps`` copies the wrapped function's ``__dict__``, so markers of inner wrappers stay visible on
-    outer ones: each extension uses its own marker, and a repeated hook is a no-op.
-    """
-    original = getattr(owner, name)
-    if getattr(original, marker, False):
-        return
-    wrapped = functools.wraps(original)(make(original))
-    setattr(wrapped, marker, True)
-    setattr(owner, name, wrapped)
 
 
 class _HookedLoader(importlib.abc.Loader):

@@ -25,27 +25,17 @@ import numpy as np
 from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 
 from verl_difficulty.rewards.multitask import MultiTaskRewardConfig, score_trajectory
+from verl_difficulty.settings import to_plain
 
 __all__ = ["MANAGER_NAME", "MultiTaskRewardManager", "read_manager_config", "register_reward_manager"]
 
 MANAGER_NAME = "multitask"
 
 
-def _plain(node: Any) -> Any:
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-
-        if isinstance(node, (DictConfig, ListConfig)):
-            return OmegaConf.to_container(node, resolve=True)
-    except ImportError:  # pragma: no cover
-        pass
-    return node
-
-
 def read_manager_config(config: Any) -> MultiTaskRewardConfig:
     """``config.reward.reward_kwargs`` as a validated MultiTaskRewardConfig."""
     reward = config.get("reward") if hasattr(config, "get") else None
-    kwargs = _plain(reward.get("reward_kwargs")) if reward is not None and hasattr(reward, "get") else None
+    kwargs = to_plain(reward.get("reward_kwargs")) if reward is not None and hasattr(reward, "get") else None
     data = config.get("data") if hasattr(config, "get") else None
     default_len = data.get("max_response_length") if data is not None and hasattr(data, "get") else None
     return MultiTaskRewardConfig.from_mapping(kwargs or {}, default_max_response_length=default_len)
@@ -92,9 +82,8 @@ class MultiTaskRewardManager(RewardManagerBase):
 
 def register_reward_manager(module) -> None:
     """Register the manager in verl's registry package ``module`` (verl.experimental.reward_loop.reward_manager)."""
-    existing = module.registry.REWARD_MANAGER.get(MANAGER_NAME)
-    if existing is not None and existing is not MultiTaskRewardManager:
-        raise ValueError(f"verl-difficulty: a reward manager named {MANAGER_NAME!r} is already registered "
-                         f"({existing}); it would shadow ours")
-    module.register(MANAGER_NAME)(MultiTaskRewardManager)
+    from verl_difficulty.verl_glue.patches import register
+
+    register("verl.experimental.reward_loop.reward_manager:REWARD_MANAGER[multitask]",
+             module.registry.REWARD_MANAGER.get(MANAGER_NAME), MultiTaskRewardManager, module.register(MANAGER_NAME))
 

@@ -10,14 +10,16 @@ estimator whose signature accepts them; this module makes that convention true a
   wrapped. For an estimator that declares ``batch`` and ``non_tensor_batch`` parameters it first adds
   the fields the estimator needs that the batch lacks (v1: fetched from TransferQueue), then calls it
   with them. Every other estimator goes to verl's own function untouched.
-* ``PPOTrainer._compute_advantage`` (v1) is wrapped to tell the seam which TransferQueue keys the batch
-  rows are, and to move estimator metrics into the step's metrics.
+* ``PPOTrainer._compute_advantage`` (v1) is wrapped once, to tell the seam which TransferQueue keys the batch
+  rows are, to move estimator metrics into the step's metrics, and then to run the after-advantage hooks
+  (``patches.AFTER_ADVANTAGE``: entropy-shaping task tags, per-task length metrics) in their fixed order.
 * ``RayPPOTrainer._compute_old_log_prob`` (legacy) is wrapped to keep the per-token entropy, which verl
   drops before computing advantages, when the configured estimator asks for it.
 
 Each piece steps aside when verl does the job itself: forwarding is probed once on verl's own
 ``compute_advantage``; fields already in the batch are never fetched again; an entropy already kept is
-left alone. patches/ holds the same three changes as diffs against verl 0.9.1 for upstream.
+left alone. patches/ holds the same three changes as diffs against verl 0.9.1 for upstream; every wrapper is a
+row of the extensions table (``patches.py``), installed through its ``wrap`` helper.
 """
 
 from __future__ import annotations
@@ -44,7 +46,6 @@ from verl_difficulty.verl_glue.fields import (
 
 logger = logging.getLogger(__name__)
 
-_WRAPPED = "__verl_difficulty_wrapped__"  # attribute on our wrappers: the function they wrap
 _PROBE_NAME = "__verl_difficulty_forwarding_probe__"
 _TQ_EXTRA_FIELDS = "extra_fields"  # v1: the agent loop's per-sample dict; reward extra info lives inside
 # verl's own estimators that it special-cases itself: left entirely to verl (gdpo gets batch /
@@ -216,7 +217,7 @@ def _fetch_rows(batch, column: str) -> tuple[dict, torch.Tensor, np.ndarray, np.
     """({column: values} or {} when TransferQueue has no such column, [B, T] response mask, uids, valid rows)."""
     import transfer_queue as tq
 
-    from verl_difficulty.verl_glue.fields import valid_rows
+    from verl_difficulty.verl_glue.fields import rows_with_tokens
 
     data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id,
                            select_fields=[column, "response_mask", "uid"])
@@ -225,7 +226,7 @@ def _fetch_rows(batch, column: str) -> tuple[dict, torch.Tensor, np.ndarray, np.
     mask = _padded_like(mask, torch.zeros(len(batch.keys), width))
     uids = _object_array(data["uid"]) if "uid" in data.keys() else np.asarray(batch.keys, dtype=object)
     non_tensor = {column: _object_array(data[column])} if column in data.keys() else {}
-    return non_tensor, mask, uids, valid_rows(mask).numpy()
+    return non_tensor, mask, uids, rows_with_tokens(mask).numpy()
 
 
 def fetch_row_labels(batch, key: str, setting: str) -> tuple[np.ndarray, torch.Tensor, np.ndarray]:
@@ -233,8 +234,8 @@ def fetch_row_labels(batch, key: str, setting: str) -> tuple[np.ndarray, torch.T
     extra_info.<field>, ...) read from TransferQueue, validated as the estimators' task keys are."""
     from verl_difficulty.verl_glue.fields import field_for_key, read_labels
 
-    non_tensor, mask, uids, valid = _fetch_rows(batch, field_for_key(key))
-    return read_labels(non_tensor, key, uids, valid, setting=setting), mask, valid
+    non_tensor, mask, uids, valid_rows = _fetch_rows(batch, field_for_key(key))
+    return read_labels(non_tensor, key, uids, valid_rows, setting=setting), mask, valid_rows
 
 
 def fetch_reward_numbers(batch, key: str, setting: str) -> tuple[np.ndarray, np.ndarray] | None:
@@ -242,13 +243,13 @@ def fetch_reward_numbers(batch, key: str, setting: str) -> tuple[np.ndarray, np.
     or None when no row's reward extra info has that key."""
     from verl_difficulty.verl_glue.fields import read_numbers
 
-    non_tensor, _, uids, valid = _fetch_rows(batch, _TQ_EXTRA_FIELDS)
+    non_tensor, _, uids, valid_rows = _fetch_rows(batch, _TQ_EXTRA_FIELDS)
     flat: dict = {}
     if non_tensor:
         _add_reward_extra_info(flat, non_tensor[_TQ_EXTRA_FIELDS])
     if key not in flat:
         return None
-    return read_numbers(flat, key, uids, valid, setting=setting, allow_bool=True), valid
+    return read_numbers(flat, key, uids, valid_rows, setting=setting, allow_bool=True), valid_rows
 
 
 def _add_reward_extra_info(non_tensor_batch: dict, extra_fields: np.ndarray) -> None:
@@ -315,11 +316,8 @@ def _call_with_fields(fn: Callable, data, config: Any) -> None:
 
 
 def wrap_compute_advantage(verl_compute_advantage: Callable) -> Callable:
-    """``compute_advantage`` that gives field-accepting estimators their fields (idempotent)."""
-    if getattr(verl_compute_advantage, _WRAPPED, None) is not None:
-        return verl_compute_advantage
+    """``compute_advantage`` that gives field-accepting estimators their fields."""
 
-    @functools.wraps(verl_compute_advantage)
     def compute_advantage(data, adv_estimator, gamma=1.0, lam=1.0, num_repeat=1, norm_adv_by_std_in_grpo=True,
                           config=None):
         fn = _served(adv_estimator)
@@ -342,16 +340,17 @@ def wrap_compute_advantage(verl_compute_advantage: Callable) -> Callable:
         finally:
             _drop_kept_entropy(data)
 
-    setattr(compute_advantage, _WRAPPED, verl_compute_advantage)
     return compute_advantage
 
 
-def wrap_v1_compute_advantage(method: Callable) -> Callable:
-    """``PPOTrainer._compute_advantage`` that publishes its TransferQueue rows and drains our metrics."""
-    if getattr(method, _WRAPPED, None) is not None:
-        return method
+def wrap_v1_compute_advantage(method: Callable, after: tuple[Callable, ...] | None = None) -> Callable:
+    """``PPOTrainer._compute_advantage``: verl's method inside the field seam (its TransferQueue rows published,
+    our estimator metrics moved into the step's metrics), then each after-advantage hook in order
+    (``patches.AFTER_ADVANTAGE`` unless ``after`` is given): ``hook(trainer, batch, metrics, result) -> result``."""
+    from verl_difficulty.verl_glue.patches import AFTER_ADVANTAGE, resolve
 
-    @functools.wraps(method)
+    hooks = tuple(resolve(spec) for spec in AFTER_ADVANTAGE) if after is None else after
+
     def _compute_advantage(self, batch, metrics: dict, *args, **kwargs):
         token = _tq_rows.set(TransferQueueRows(keys=list(batch.keys), partition_id=batch.partition_id))
         try:
@@ -360,68 +359,74 @@ def wrap_v1_compute_advantage(method: Callable) -> Callable:
             _tq_rows.reset(token)
             posted = estimator_metrics.drain()  # also on failure: stale metrics must not reach the next step
         metrics.update(posted)
+        for hook in hooks:
+            result = hook(self, batch, metrics, result)
         return result
 
-    setattr(_compute_advantage, _WRAPPED, method)
     return _compute_advantage
 
 
 def wrap_legacy_old_log_prob(method: Callable) -> Callable:
     """``RayPPOTrainer._compute_old_log_prob`` that keeps per-token entropy for estimators asking for it."""
-    if getattr(method, _WRAPPED, None) is not None:
-        return method
 
-    @functools.wraps(method)
     def _compute_old_log_prob(self, batch, *args, **kwargs):
         output = method(self, batch, *args, **kwargs)
         old_log_prob = output[0] if isinstance(output, tuple) else output
         _keep_entropy(old_log_prob, self.config.algorithm)
         return output
 
-    setattr(_compute_old_log_prob, _WRAPPED, method)
     return _compute_old_log_prob
 
 
 def wrap_data_metrics(compute_data_metrics: Callable) -> Callable:
     """Legacy trainer: ``compute_data_metrics`` (called once per step) also returns our estimator metrics."""
-    if getattr(compute_data_metrics, _WRAPPED, None) is not None:
-        return compute_data_metrics
 
-    @functools.wraps(compute_data_metrics)
     def wrapped(*args, **kwargs):
         out = compute_data_metrics(*args, **kwargs)
         out.update(estimator_metrics.drain())
         return out
 
-    setattr(wrapped, _WRAPPED, compute_data_metrics)
     return wrapped
 
 
+def wrap_legacy_start(init_workers: Callable) -> Callable:
+    """``RayPPOTrainer.init_workers`` that first runs ``patches.LEGACY_START_CHECKS`` on the trainer's config."""
+    from verl_difficulty.verl_glue.patches import LEGACY_START_CHECKS, resolve
+
+    checks = tuple(resolve(spec) for spec in LEGACY_START_CHECKS)
+
+    def checked_init_workers(self, *args, **kwargs):
+        for check in checks:
+            check(self.config)
+        return init_workers(self, *args, **kwargs)
+
+    return checked_init_workers
+
+
 # ----------------------------------------------------------------------------------------------
-# Installation (post-import hooks, see __init__.py)
+# Installation (post-import hooks; rows of the extensions table, patches.py)
 # ----------------------------------------------------------------------------------------------
 
 
 def patch_ray_trainer(module) -> None:
-    from verl_difficulty.verl_glue.diva_tracker import patch_trainer_checkpoints
+    from verl_difficulty.verl_glue.patches import wrap
 
-    module.compute_advantage = wrap_compute_advantage(module.compute_advantage)
-    module.compute_data_metrics = wrap_data_metrics(module.compute_data_metrics)
-    trainer = module.RayPPOTrainer
-    trainer._compute_old_log_prob = wrap_legacy_old_log_prob(trainer.__dict__["_compute_old_log_prob"])
-    patch_trainer_checkpoints(trainer)
+    wrap(module, "compute_advantage", wrap_compute_advantage)
+    wrap(module, "compute_data_metrics", wrap_data_metrics)
+    wrap(module.RayPPOTrainer, "_compute_old_log_prob", wrap_legacy_old_log_prob)
+    wrap(module.RayPPOTrainer, "init_workers", wrap_legacy_start)
 
 
 def patch_v1_utils(module) -> None:
-    module.compute_advantage = wrap_compute_advantage(module.compute_advantage)
+    from verl_difficulty.verl_glue.patches import wrap
+
+    wrap(module, "compute_advantage", wrap_compute_advantage)
 
 
 def patch_v1_trainer(module) -> None:
-    from verl_difficulty.verl_glue.diva_tracker import patch_trainer_checkpoints
+    from verl_difficulty.verl_glue.patches import wrap
 
-    trainer = module.PPOTrainer
-    trainer._compute_advantage = wrap_v1_compute_advantage(trainer.__dict__["_compute_advantage"])
-    patch_trainer_checkpoints(trainer)
+    wrap(module.PPOTrainer, "_compute_advantage", wrap_v1_compute_advantage)
 
 
 __all__ = [
@@ -433,6 +438,7 @@ __all__ = [
     "wrap_v1_compute_advantage",
     "wrap_legacy_old_log_prob",
     "wrap_data_metrics",
+    "wrap_legacy_start",
     "patch_ray_trainer",
     "patch_v1_utils",
     "patch_v1_trainer",

@@ -1,4 +1,5 @@
-"""Main job until the end-to-end quickstart exists: G²RPO inside verl's own advantage path.
+"""G²RPO inside verl's own advantage path, on a synthetic batch (for the full CPU training run see
+``python -m verl_difficulty.cpu.quickstart``).
 
 Builds a synthetic multi-task GRPO batch (three tasks with very different reward distributions), runs it
 through verl 0.9.1's advantage code with ``algorithm.adv_estimator=g2rpo`` and with verl's
@@ -9,21 +10,24 @@ through verl 0.9.1's advantage code with ``algorithm.adv_estimator=g2rpo`` and w
   real TransferQueue on a local Ray cluster, where ``data_source`` reaches the estimator only through
   the plugin's field seam.
 
-    python -m verl_difficulty.demo [--trainer v1|legacy|both] [--prompts 48] [--n 8]
+    python examples/demo.py [--trainer v1|legacy|both] [--prompts 48] [--n 8]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("VERL_USE_EXTERNAL_PLUGINS", "verl_difficulty")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: `examples` from the checkout
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from verl_difficulty.synthetic import TASK_REWARDS, SyntheticBatch, make_batch  # noqa: E402
+from examples.synthetic import TASK_REWARDS, SyntheticBatch, make_batch  # noqa: E402
 
 
 def per_row(advantages: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -69,7 +73,7 @@ def run_legacy(batch: SyntheticBatch) -> dict[str, torch.Tensor]:
 
 
 def run_v1(batch: SyntheticBatch) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
-    from verl_difficulty.verl_glue.local_v1 import LocalV1Advantage, to_width
+    from examples.local_v1 import LocalV1Advantage, to_width
 
     out, step_metrics = {}, {}
     with LocalV1Advantage() as v1:

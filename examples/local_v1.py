@@ -2,8 +2,8 @@
 
 For the demo and the integration tests: the real trainer method, a real TransferQueue, rows written the
 way verl's agent loop writes them (``verl/trainer/ppo/v1/agent_loop_tq.py``), nothing else of the
-trainer. Sized for a 2-core machine: TransferQueue's default config asks Ray for 3 CPUs (controller + 2
-storage units) and would wait forever on 2, so one storage unit is used.
+trainer. One storage unit: TransferQueue's default config asks Ray for 3 CPUs (controller + 2 storage units)
+and would wait forever on a 2-CPU machine.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from verl_difficulty.synthetic import SyntheticBatch
+from examples.synthetic import SyntheticBatch
 
 __all__ = ["LocalV1Advantage", "to_width"]
 
