@@ -14,8 +14,9 @@ Four stages, each printing a progress line:
 3. visual_entropy: images/s of the pixel proxy and of a tiny random Qwen2.5-VL encoder (``bench_visual_entropy.py``);
 4. e2e: CPU end-to-end step time of real verl runs (the quickstart's): g2rpo and durian against grpo, and g2rpo with
    entropy shaping + length shaping against g2rpo without. The runs alternate (the labels forward, then backward:
-   A B B A for each comparison), each run's time is the median of its per-step times without step 1, each pair
-   gives one ratio, and the result is the median of the pair ratios.
+   A B B A for each comparison) after one untimed warm-up run, each run's time is the median of its per-step times
+   without step 1 (a median of five steps: a slow phase of the machine over a step or two does not move it), each
+   pair gives one ratio, and the result is the median of the pair ratios.
 
 Ratios, not absolute times, are the result: absolute times depend on the machine and on its load, and are kept in
 the JSON only.
@@ -66,13 +67,14 @@ PLANS = {
         "estimators": {"shapes": bench_estimators.DEFAULT_SHAPES, "repeats": 7},
         "scorers": {"n": 1000},
         "visual_entropy": {"images": 32, "size": 448, "batch_size": 16, "repeats": 2},
-        "e2e": {"arms": list(ARMS), "pairs": 2, "steps": 4, "prompts": 4, "samples": 8},
+        "e2e": {"arms": list(ARMS), "pairs": 2, "steps": 6, "prompts": 4, "samples": 8, "warmup_runs": 1},
     },
     "quick": {
         "estimators": {"shapes": "16x4x64,32x8x128", "repeats": 3},
         "scorers": {"n": 30},
         "visual_entropy": {"images": 4, "size": 112, "batch_size": 4, "repeats": 1},
-        "e2e": {"arms": ["grpo", "g2rpo", "g2rpo+shaping"], "pairs": 2, "steps": 2, "prompts": 2, "samples": 8},
+        "e2e": {"arms": ["grpo", "g2rpo", "g2rpo+shaping"], "pairs": 2, "steps": 2, "prompts": 2, "samples": 8,
+                "warmup_runs": 0},
     },
 }
 
@@ -102,15 +104,28 @@ def machine() -> dict:
 
 
 def run_arms(arms: list[str], pairs: int, steps: int, prompts: int, samples: int, run_fn=None,
-             progress=print) -> dict:
+             progress=print, warmup_runs: int = 0) -> dict:
     """Run the arms in alternating order and compare them; ``run_fn(label, spec_kwargs) -> records`` runs one
-    verl run (default: the quickstart's, in a temporary folder)."""
+    verl run (default: the quickstart's, in a temporary folder). ``warmup_runs`` untimed runs of the first arm
+    go first: the first verl run on an idle machine can run its steps far slower than the next ones (page
+    and disk caches, CPU clocks), which would weigh on the first pair only."""
     from verl_difficulty.cpu.quickstart import alternating_order, median_step_time, paired_step_time_ratio
 
     order = alternating_order(arms, pairs)
     with tempfile.TemporaryDirectory(prefix="bench_e2e_") as tmp:
         if run_fn is None:
             run_fn = _quickstart_runner(Path(tmp))
+        warmups = []
+        for index in range(warmup_runs):
+            estimator, entropy_shaping, overrides = ARMS[arms[0]]
+            started = time.monotonic()
+            records = run_fn(f"warmup.{index + 1}", {
+                "estimator": estimator, "steps": steps, "prompts_per_step": prompts, "samples_per_prompt": samples,
+                "entropy_shaping": entropy_shaping, "extra_overrides": list(overrides)})
+            warmups.append({"label": arms[0], "step_s": [m["timing_s/step"] for m in records if "timing_s/step" in m],
+                            "wall_s": time.monotonic() - started})
+            progress(f"  e2e warm-up run {index + 1}/{warmup_runs} (untimed): {arms[0]} "
+                     f"{time.monotonic() - started:.0f} s")
         runs = []
         for index, (label, pair) in enumerate(order):
             estimator, entropy_shaping, overrides = ARMS[label]
@@ -145,7 +160,7 @@ def run_arms(arms: list[str], pairs: int, steps: int, prompts: int, samples: int
     for r in runs:
         del r["records"]
     return {"order": [r["label"] for r in runs], "runs": runs, "comparisons": comparisons,
-            "timed_steps": f"2..{steps}"}
+            "timed_steps": f"2..{steps}", "warmup_runs": warmups}
 
 
 def _quickstart_runner(folder: Path):
@@ -180,7 +195,8 @@ def stage_visual_entropy(plan: dict) -> dict:
 
 
 def stage_e2e(plan: dict, progress=print) -> dict:
-    return run_arms(plan["arms"], plan["pairs"], plan["steps"], plan["prompts"], plan["samples"], progress=progress)
+    return run_arms(plan["arms"], plan["pairs"], plan["steps"], plan["prompts"], plan["samples"], progress=progress,
+                    warmup_runs=plan.get("warmup_runs", 0))
 
 
 STAGE_FNS = {"estimators": stage_estimators, "scorers": stage_scorers, "visual_entropy": stage_visual_entropy,
@@ -253,7 +269,10 @@ def markdown(result: dict) -> str:
         plan = result["plan"]["e2e"]
         out += ["## CPU end-to-end step time (real verl runs)", "",
                 f"{plan['prompts']} prompts × {plan['samples']} responses a step, {plan['steps']} steps a run; "
-                f"runs in order {' '.join(e2e['order'])}. A run's time: the median of its steps {e2e['timed_steps']} "
+                f"runs in order {' '.join(e2e['order'])}"
+                + (f", after {len(e2e['warmup_runs'])} untimed warm-up run(s) of {e2e['warmup_runs'][0]['label']}"
+                   if e2e.get("warmup_runs") else "")
+                + f". A run's time: the median of its steps {e2e['timed_steps']} "
                 "(step 1 is warm-up); one ratio per pair of runs; the result is the median of the pair ratios.", "",
                 "| candidate / baseline | runs in order | pair ratios | median |", "|---|---|---|---|"]
         for c in e2e["comparisons"]:

@@ -99,13 +99,17 @@ def test_e2e_runs_alternate_and_cancel_a_drift(run_all):
         label = name.rsplit(".", 1)[0]
         drift = 1.0 + 0.1 * len(calls)
         calls.append((name, spec_kwargs))
-        return _records(cost[label] * drift, shaped=spec_kwargs["entropy_shaping"])
+        # the warm-up run is slow, as a machine's first verl run can be: it must weigh on no ratio
+        step_s = 5.0 if label == "warmup" else cost[label] * drift
+        return _records(step_s, shaped=spec_kwargs["entropy_shaping"])
 
     e2e = run_all.run_arms(["grpo", "g2rpo", "g2rpo+shaping"], pairs=2, steps=4, prompts=2, samples=2,
-                           run_fn=fake_run, progress=lambda line: None)
+                           run_fn=fake_run, progress=lambda line: None, warmup_runs=1)
     assert e2e["order"] == ["grpo", "g2rpo", "g2rpo+shaping", "g2rpo+shaping", "g2rpo", "grpo"]
-    assert [name for name, _ in calls] == ["grpo.1", "g2rpo.1", "g2rpo+shaping.1", "g2rpo+shaping.2", "g2rpo.2",
-                                           "grpo.2"]
+    # the untimed warm-up run goes first and joins no ratio
+    assert [name for name, _ in calls] == ["warmup.1", "grpo.1", "g2rpo.1", "g2rpo+shaping.1", "g2rpo+shaping.2",
+                                           "g2rpo.2", "grpo.2"]
+    assert [w["label"] for w in e2e["warmup_runs"]] == ["grpo"] and len(e2e["warmup_runs"][0]["step_s"]) == 4
     shaping = dict(calls)["g2rpo+shaping.1"]
     assert shaping["estimator"] == "g2rpo" and shaping["entropy_shaping"]
     assert "+reward.reward_kwargs.length_shaping=true" in shaping["extra_overrides"]

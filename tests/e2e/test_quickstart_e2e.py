@@ -124,7 +124,9 @@ def test_resume_from_checkpoint_matches_uninterrupted(assets, out_dir, g2rpo_run
 @pytest.mark.parametrize("estimator, text_only", [("durian", False), ("diva_grpo", True)])
 def test_quickstart_command_with_other_estimators(assets, out_dir, estimator, text_only, capsys):
     """The quickstart's command line, as a user runs it: durian on the VL model, diva_grpo on the text-only one."""
-    argv = ["--estimator", estimator, "--steps", "2", "--prompts", "4", "--save-freq", "2",
+    # 16-token responses: with the command line's default 4, two steps of 4 prompts can leave every group without
+    # reward variance (all advantages zero), and this test needs some
+    argv = ["--estimator", estimator, "--steps", "2", "--prompts", "4", "--save-freq", "2", "--response-length", "16",
             "--out", str(out_dir), "--assets", assets["root"]] + (["--text-only"] if text_only else [])
     assert main(argv) == 0
     printed = capsys.readouterr().out

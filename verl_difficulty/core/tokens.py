@@ -10,39 +10,37 @@ __all__ = ["broadcast_to_tokens", "masked_row_sums"]
 def masked_row_sums(
     values: torch.Tensor, mask: torch.Tensor, chunk_rows: int = 256
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(Σ_t values·mask, Σ_t mask)`` for every row of [B, T] tensors.
+    """``(sum of values over the row's response tokens, Σ_t mask)`` for every row of [B, T] tensors, in
+    ``values.dtype``. A response token is one whose mask is non-zero; with verl's 0/1 mask the second sum is
+    the number of response tokens.
 
-    verl's response mask is int64: a mixed float × int64 product, or ``(values * mask).sum(-1)`` with its
-    [B, T] temporary, costs 2-3x a plain read of both inputs. Working on blocks of rows, the block of the
-    mask is first cast into a float buffer that stays in cache, then multiplied and summed from cache, so
-    each input is read from memory once. On GPU one fused pass is already cheap.
+    Positions the mask leaves out contribute exactly 0 whatever they hold: verl may leave -inf (or NaN)
+    log-probs on padding tokens, and -inf x 0 would be NaN.
 
-    Masked-out positions contribute exactly 0 whatever they hold: verl may leave -inf (or NaN) log-probs
-    on padding tokens, and -inf × 0 would be NaN.
+    verl's response mask is int64, and a mixed float x int64 product (or ``(values * mask).sum(-1)`` with
+    its [B, T] temporary) costs 2-3x a plain read of both inputs. On CPU each block of rows is selected
+    through a boolean block that stays in cache (one read of the int64 mask, no float copy of it), so each
+    input is read from memory once. On GPU one fused pass is already cheap.
     """
     if values.device.type != "cpu":
-        maskf = mask.to(values.dtype)
-        return torch.where(mask != 0, values * maskf, 0).sum(-1), maskf.sum(-1)
+        return torch.where(mask != 0, values, 0).sum(-1), mask.sum(-1).to(values.dtype)
     rows, width = values.shape
     sums = torch.empty(rows, dtype=values.dtype)
-    counts = torch.empty(rows, dtype=values.dtype)
+    counts = torch.empty(rows, dtype=mask.dtype if mask.is_floating_point() else torch.int64)
     block_rows = min(chunk_rows, rows)
-    product = torch.empty(block_rows, width, dtype=values.dtype)
-    cast = mask.dtype != values.dtype
-    mask_block = torch.empty(block_rows, width, dtype=values.dtype) if cast else None
+    selected = torch.empty(block_rows, width, dtype=values.dtype)
+    keep_block = torch.empty(block_rows, width, dtype=torch.bool)
+    zero = torch.zeros((), dtype=values.dtype)
     for start in range(0, rows, chunk_rows):
         stop = min(start + chunk_rows, rows)
-        if cast:
-            block_mask = mask_block[: stop - start]
-            block_mask.copy_(mask[start:stop])
-        else:
-            block_mask = mask[start:stop]
-        block = product[: stop - start]
-        torch.mul(values[start:stop], block_mask, out=block)
-        block.masked_fill_(block_mask == 0, 0.0)  # -inf x 0 = NaN on masked-out tokens
+        keep = keep_block[: stop - start]
+        torch.ne(mask[start:stop], 0, out=keep)
+        block = selected[: stop - start]
+        torch.where(keep, values[start:stop], zero, out=block)
         torch.sum(block, -1, out=sums[start:stop])
-        torch.sum(block_mask, -1, out=counts[start:stop])
-    return sums, counts
+        # from the mask block just read (still in cache): a sum over the bool block takes a slow path
+        torch.sum(mask[start:stop], -1, out=counts[start:stop])
+    return sums, counts.to(values.dtype)
 
 
 def broadcast_to_tokens(values: torch.Tensor, mask: torch.Tensor, chunk_rows: int = 256) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """Quickstart: a real verl 0.9.1 training run on a CPU-only machine, with any of our estimators.
 
-    python -m verl_difficulty.cpu.quickstart                      # g2rpo, 8 steps, tiny random Qwen2.5-VL
+    python -m verl_difficulty.cpu.quickstart                      # g2rpo, 24 steps, tiny random Qwen2.5-VL
     python -m verl_difficulty.cpu.quickstart --estimator durian   # or diva_grpo, grpo, grpo_vectorized, ...
     python -m verl_difficulty.cpu.quickstart --compare grpo       # + verl's grpo, runs alternating: step-time ratio
     python -m verl_difficulty.cpu.quickstart --save-freq 2 --resume   # continue from the last checkpoint
@@ -51,6 +51,9 @@ class RunSpec:
     response_length: int = 16
     lr: float = 2e-2  # a tiny random model: a large step makes learning visible within a few steps
     seed: int = 1
+    # the rows cycle through the four tasks (cpu.tasks), so unshuffled batches hold every task equally often: the
+    # reward of one step then moves with the policy, not with how many near-impossible grounding rows were drawn
+    shuffle: bool = False
     text_only: bool = False
     save_freq: int = -1
     resume: bool = False  # resume from this run's own latest checkpoint
@@ -59,6 +62,13 @@ class RunSpec:
     extra_overrides: list[str] = field(default_factory=list)
     # the complete Hydra overrides instead of the quickstart's (a recipe rehearsal: verl_difficulty.recipes)
     overrides: list[str] | None = None
+
+
+# The command line's own defaults: long enough for the reward to rise visibly on the synthetic tasks (the console's
+# last lines compare the first two steps with the last two). Four tokens hold every answer (a letter, a number, a
+# box's four numbers) and leave a random policy few stray answer-shaped tokens, so the start is near zero reward.
+CLI_STEPS = 24
+CLI_RESPONSE_LENGTH = 4
 
 
 def config_dir() -> str:
@@ -80,7 +90,7 @@ def verl_overrides(spec: RunSpec, assets: dict, run_dir: Path) -> list[str]:
         f"data.train_files={train}", f"data.val_files={test}",
         f"data.train_batch_size={spec.prompts_per_step}",
         "data.max_prompt_length=256", f"data.max_response_length={spec.response_length}",
-        "data.dataloader_num_workers=0", f"data.seed={spec.seed}",
+        "data.dataloader_num_workers=0", f"data.seed={spec.seed}", f"data.shuffle={spec.shuffle}",
         "data.custom_cls.path=pkg://verl_difficulty.cpu.dataset", "data.custom_cls.name=PilVisionRLHFDataset",
         # model: float32, sdpa attention (no flash-attn on CPU), no torch.compile
         f"actor_rollout_ref.model.path={model}", "actor_rollout_ref.model.trust_remote_code=True",
@@ -540,6 +550,34 @@ def paired_step_time_ratio(candidate_runs: list[list[dict]], baseline_runs: list
     return statistics.median(ratios), ratios
 
 
+REWARD_KEY = "critic/score/mean"
+
+
+def reward_rise(records: list[dict], window: int = 2) -> dict | None:
+    """Mean reward of the first ``window`` steps vs the last ``window`` steps, and their ratio: a single step's
+    reward is noisy (a few prompts, tasks of very different difficulty), two steps each side is the least that
+    shows a trend. None when the run has fewer than ``2 * window`` steps with a reward; ratio None when the first
+    steps earned nothing (no finite ratio)."""
+    scored = [m for m in records if REWARD_KEY in m]
+    if window < 1 or len(scored) < 2 * window:
+        return None
+    head, tail = scored[:window], scored[-window:]
+    first = statistics.fmean(m[REWARD_KEY] for m in head)
+    last = statistics.fmean(m[REWARD_KEY] for m in tail)
+    return {"first_steps": [m["step"] for m in head], "last_steps": [m["step"] for m in tail],
+            "first": first, "last": last, "ratio": last / first if first > 0 else None}
+
+
+def reward_rise_line(rise: dict) -> str:
+    """The console line that states how much the reward rose over the run."""
+    def steps(s):
+        return f"step {s[0]}" if len(s) == 1 else f"steps {s[0]}-{s[-1]}"
+
+    ratio = "no ratio: the first steps earned nothing" if rise["ratio"] is None else f"{rise['ratio']:.1f}x"
+    return (f"reward rise: mean of {steps(rise['first_steps'])} {rise['first']:.3f} -> "
+            f"mean of {steps(rise['last_steps'])} {rise['last']:.3f} ({ratio})")
+
+
 def summarize(records: list[dict]) -> dict:
     """One run's summary: reward at the first and last step, largest |advantage|, largest gradient norm,
     finite losses, and the lowest rollout/actor log-prob correlation."""
@@ -563,11 +601,17 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--estimator", default="g2rpo",
                         help="algorithm.adv_estimator: g2rpo (default), durian, diva_grpo, grpo, grpo_vectorized, ...")
-    parser.add_argument("--steps", type=int, default=8)
-    parser.add_argument("--prompts", type=int, default=8, help="prompts per step (data.train_batch_size)")
-    parser.add_argument("--samples", type=int, default=8, help="responses per prompt (rollout.n)")
-    parser.add_argument("--lr", type=float, default=2e-2)
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=CLI_STEPS)
+    parser.add_argument("--prompts", type=int, default=RunSpec.prompts_per_step,
+                        help="prompts per step (data.train_batch_size)")
+    parser.add_argument("--samples", type=int, default=RunSpec.samples_per_prompt,
+                        help="responses per prompt (rollout.n)")
+    parser.add_argument("--response-length", type=int, default=CLI_RESPONSE_LENGTH,
+                        help=f"most tokens per response (data.max_response_length, default {CLI_RESPONSE_LENGTH})")
+    parser.add_argument("--lr", type=float, default=RunSpec.lr)
+    parser.add_argument("--seed", type=int, default=RunSpec.seed)
+    parser.add_argument("--shuffle", action="store_true",
+                        help="shuffle the training rows (default off: every batch holds the four tasks equally)")
     parser.add_argument("--text-only", action="store_true", help="tiny Qwen2 on the text version of the tasks")
     parser.add_argument("--save-freq", type=int, default=-1,
                         help="save a verl checkpoint every N steps into <out>/<estimator>/checkpoints (default off)")
@@ -593,8 +637,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     assets = build_assets(Path(args.assets).resolve() if args.assets else out_dir / "assets")
     common = dict(steps=args.steps, save_freq=args.save_freq, prompts_per_step=args.prompts, resume=args.resume,
-                  samples_per_prompt=args.samples, lr=args.lr,
-                  seed=args.seed, text_only=args.text_only, entropy_shaping=args.entropy_shaping,
+                  samples_per_prompt=args.samples, response_length=args.response_length, lr=args.lr,
+                  seed=args.seed, shuffle=args.shuffle, text_only=args.text_only, entropy_shaping=args.entropy_shaping,
                   extra_overrides=args.overrides)
     if args.compare and (args.compare == args.estimator or args.resume or args.pairs < 1):
         parser.error("--compare times fresh runs of two different estimators: give --estimator and --compare "
@@ -618,6 +662,9 @@ def main(argv: list[str] | None = None) -> int:
     main_records = results[args.estimator]
     summary = summarize(main_records)
     print(f"summary ({args.estimator}): " + json.dumps(summary))
+    rise = reward_rise(main_records)
+    if rise is not None:
+        print(reward_rise_line(rise))
     if not args.no_plot:
         from verl_difficulty.cpu.plots import plot_run
 
