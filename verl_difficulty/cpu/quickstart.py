@@ -64,6 +64,8 @@ class RunSpec:
     overrides: list[str] | None = None
 
 
+REWARD_KEY = "critic/score/mean"  # verl's mean sequence score of a step, in its metrics
+
 # The command line's own defaults: long enough for the reward to rise visibly on the synthetic tasks (the console's
 # last lines compare the first two steps with the last two). Four tokens hold every answer (a letter, a number, a
 # box's four numbers) and leave a random policy few stray answer-shaped tokens, so the start is near zero reward.
@@ -334,7 +336,7 @@ def progress_line(m: dict, total: int) -> str:
         value = m.get(key)
         return "-" if value is None else fmt.format(value)
 
-    return (f"step {m['step']}/{total}  reward {get('critic/score/mean')}  "
+    return (f"step {m['step']}/{total}  reward {get(REWARD_KEY)}  "
             f"adv|max| {get('critic/advantages/max')}  pg_loss {get('actor/pg_loss', '{:+.4f}')}  "
             f"grad_norm {get('actor/grad_norm', '{:.4f}')}  "
             f"logprob corr {get('training/rollout_actor_probs_pearson_corr')}  "
@@ -550,9 +552,6 @@ def paired_step_time_ratio(candidate_runs: list[list[dict]], baseline_runs: list
     return statistics.median(ratios), ratios
 
 
-REWARD_KEY = "critic/score/mean"
-
-
 def reward_rise(records: list[dict], window: int = 2) -> dict | None:
     """Mean reward of the first ``window`` steps vs the last ``window`` steps, and their ratio: a single step's
     reward is noisy (a few prompts, tasks of very different difficulty), two steps each side is the least that
@@ -586,8 +585,8 @@ def summarize(records: list[dict]) -> dict:
 
     return {
         "steps": len(records),
-        "reward_first": values("critic/score/mean")[0] if values("critic/score/mean") else None,
-        "reward_last": values("critic/score/mean")[-1] if values("critic/score/mean") else None,
+        "reward_first": values(REWARD_KEY)[0] if values(REWARD_KEY) else None,
+        "reward_last": values(REWARD_KEY)[-1] if values(REWARD_KEY) else None,
         "max_abs_advantage": max((max(abs(m.get("critic/advantages/max", 0.0)),
                                       abs(m.get("critic/advantages/min", 0.0))) for m in records), default=0.0),
         "grad_norm_max": max(values("actor/grad_norm"), default=0.0),
