@@ -151,8 +151,10 @@ def test_quickstart_command_with_other_estimators(assets, out_dir, estimator, te
 
 
 def quickstart_args(assets, out: Path, steps: int = STEPS) -> list[str]:
-    """The command-line twin of COMMON (g2rpo), so a run matches the uninterrupted g2rpo_run."""
+    """The command-line twin of COMMON (g2rpo), so a run matches the uninterrupted g2rpo_run (the command line's
+    own response length differs from RunSpec's: pass RunSpec's)."""
     return ["--steps", str(steps), "--prompts", "4", "--save-freq", str(SAVE_AT), "--entropy-shaping",
+            "--response-length", str(RunSpec.response_length),
             "--out", str(out), "--assets", assets["root"], "--no-plot"]
 
 
