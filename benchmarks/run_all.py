@@ -111,28 +111,28 @@ def run_arms(arms: list[str], pairs: int, steps: int, prompts: int, samples: int
     and disk caches, CPU clocks), which would weigh on the first pair only."""
     from verl_difficulty.cpu.quickstart import alternating_order, median_step_time, paired_step_time_ratio
 
+    def spec(label: str) -> dict:  # the quickstart RunSpec fields of one run of this arm
+        estimator, entropy_shaping, overrides = ARMS[label]
+        return {"estimator": estimator, "steps": steps, "prompts_per_step": prompts, "samples_per_prompt": samples,
+                "entropy_shaping": entropy_shaping, "extra_overrides": list(overrides)}
+
     order = alternating_order(arms, pairs)
     with tempfile.TemporaryDirectory(prefix="bench_e2e_") as tmp:
         if run_fn is None:
             run_fn = _quickstart_runner(Path(tmp))
         warmups = []
         for index in range(warmup_runs):
-            estimator, entropy_shaping, overrides = ARMS[arms[0]]
             started = time.monotonic()
-            records = run_fn(f"warmup.{index + 1}", {
-                "estimator": estimator, "steps": steps, "prompts_per_step": prompts, "samples_per_prompt": samples,
-                "entropy_shaping": entropy_shaping, "extra_overrides": list(overrides)})
+            records = run_fn(f"warmup.{index + 1}", spec(arms[0]))
             warmups.append({"label": arms[0], "step_s": [m["timing_s/step"] for m in records if "timing_s/step" in m],
                             "wall_s": time.monotonic() - started})
             progress(f"  e2e warm-up run {index + 1}/{warmup_runs} (untimed): {arms[0]} "
                      f"{time.monotonic() - started:.0f} s")
         runs = []
         for index, (label, pair) in enumerate(order):
-            estimator, entropy_shaping, overrides = ARMS[label]
+            entropy_shaping = ARMS[label][1]
             started = time.monotonic()
-            records = run_fn(f"{label}.{pair + 1}", {
-                "estimator": estimator, "steps": steps, "prompts_per_step": prompts, "samples_per_prompt": samples,
-                "entropy_shaping": entropy_shaping, "extra_overrides": list(overrides)})
+            records = run_fn(f"{label}.{pair + 1}", spec(label))
             step_s = [m["timing_s/step"] for m in records if "timing_s/step" in m]
             shaped = any("actor/entropy_shaping/reg" in m for m in records)
             if shaped != entropy_shaping:  # the arm must measure what its label says
